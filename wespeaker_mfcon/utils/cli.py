@@ -1,0 +1,21 @@
+"""Entry-point glue: bad input becomes one line on stderr and exit status 1."""
+
+import logging
+import sys
+
+from wespeaker_mfcon.utils.file_utils import DataError
+
+
+def setup_logging(level=logging.INFO):
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def run_main(main, argv=None):
+    """Call main(argv); a DataError is printed as 'error: ...' and the process exits 1."""
+    setup_logging()
+    try:
+        return main(argv)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
