@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# MFA-Conformer + MFCon on VoxCeleb (or, with no roots given, the embedded mini corpus).
+#   bash run.sh --stage 0 --stop_stage 5
+#   bash run.sh --train_root /data/voxceleb2/dev/aac --test_root /data/voxceleb1/wav \
+#     --trials "/data/voxceleb1/veri_test2.txt" --config conf/mfa_conformer_mfcon.yaml \
+#     --exp_dir exp/mfa_conformer_mfcon --gpus 0,1,2,3
+. ./path.sh || exit 1
+set -euo pipefail
+
+stage=0
+stop_stage=5
+config=conf/mfa_conformer_mfcon_small.yaml
+exp_dir=exp/mfa_conformer_mfcon_small
+data=data
+nj=2
+gpus=""                   # e.g. "0,1,2,3"; empty = CPU (gloo)
+cpu_procs=1               # processes for CPU training (gloo DDP when > 1)
+torchrun_opts="--standalone --nnodes=1"   # multi-node: "--nnodes=2 --node_rank=0 --rdzv_endpoint=host:29400"
+train_opts=""             # config overrides, e.g. "--num_epochs 2 --mfcon_args.weight 0.1"
+train_root=""             # VoxCeleb-layout training tree; all three empty = mini corpus
+test_root=""
+trials=""                 # VoxCeleb-format trial lists (space-separated)
+mini_opts=""              # options of tools/make_mini_corpus.py
+num_avg=3
+score_norm_method=asnorm  # asnorm | snorm
+top_n=100
+
+help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir DIR] [--data DIR]
+  [--nj N] [--gpus 0,1] [--cpu_procs N] [--train_root DIR --test_root DIR --trials 'F1 F2']
+  [--num_avg N] [--score_norm_method asnorm|snorm] [--top_n N] [--train_opts '--key value']
+Stages: 0 data prep, 1 fbank, 2 train + average, 3 embeddings, 4 scoring, 5 ONNX export."
+. tools/parse_options.sh
+
+if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
+  echo "stage 0: data preparation"
+  if [ -z "${train_root}${test_root}${trials}" ]; then
+    python tools/make_mini_corpus.py --out_dir ${data}/mini ${mini_opts}
+    train_root=${data}/mini/train/wav; test_root=${data}/mini/test/wav
+    trials=${data}/mini/test/trials.txt
+  elif [ -z "${train_root}" ] || [ -z "${test_root}" ] || [ -z "${trials}" ]; then
+    echo "$0: give all of --train_root, --test_root and --trials, or none (mini corpus)" >&2
+    exit 1
+  fi
+  python -m wespeaker_mfcon.bin.prepare_data --train_root ${train_root} \
+    --test_root ${test_root} --trials ${trials} --data ${data}
+fi
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  echo "stage 1: fbank features"
+  for x in train test; do
+    tools/make_fbank.sh --nj ${nj} ${data}/${x}
+  done
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+  echo "stage 2: training ${config} -> ${exp_dir}"
+  if [ -n "${gpus}" ]; then
+    device=cuda; nproc=$(echo ${gpus} | tr ',' '\n' | wc -l)
+    export CUDA_VISIBLE_DEVICES=${gpus}
+  else
+    device=cpu; nproc=${cpu_procs}
+  fi
+  torchrun ${torchrun_opts} --nproc_per_node=${nproc} -m wespeaker_mfcon.bin.train \
+    --config ${config} --exp_dir ${exp_dir} --train_data ${data}/train --device ${device} \
+    ${train_opts}
+  python -m wespeaker_mfcon.bin.average_model --models_dir ${exp_dir}/models \
+    --num ${num_avg} --dst ${exp_dir}/models/avg_model.pt
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  echo "stage 3: embeddings"
+  for x in test train; do
+    bash extract.sh --model ${exp_dir}/models/avg_model.pt --feats_scp ${data}/${x}/feats.scp \
+      --out_dir ${exp_dir}/embeddings/${x} --nj ${nj} --gpus "${gpus}"
+  done
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  echo "stage 4: scoring"
+  trial_names=$(cd ${data}/test/trials && ls *.kaldi | sed 's/\.kaldi$//' | tr '\n' ' ')
+  bash local/score.sh --exp_dir ${exp_dir} --data ${data} --trials "${trial_names}" \
+    --score_norm_method ${score_norm_method} --top_n ${top_n}
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  echo "stage 5: ONNX export"
+  python -m wespeaker_mfcon.bin.export_onnx --exp_dir ${exp_dir} \
+    --checkpoint ${exp_dir}/models/avg_model.pt --output ${exp_dir}/models/avg_model.onnx
+fi

@@ -1,0 +1,37 @@
+"""Average the model weights of the last N epoch checkpoints into one file.
+
+  python -m wespeaker_mfcon.bin.average_model --models_dir exp/E/models --num 5 \
+      --dst exp/E/models/avg_model.pt
+"""
+
+import argparse
+import logging
+import os
+
+import torch
+
+from wespeaker_mfcon.utils.checkpoint import average_state_dicts, epoch_checkpoints
+from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.file_utils import DataError
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models_dir", required=True)
+    parser.add_argument("--num", type=int, default=5, help="how many of the last epochs")
+    parser.add_argument("--dst", required=True, help="output .pt (holds {'model': state_dict})")
+    args = parser.parse_args(argv)
+    found = epoch_checkpoints(args.models_dir)
+    if not found:
+        raise DataError(f"{args.models_dir}: no model_<epoch>.pt checkpoints")
+    chosen = found[-args.num:]
+    logging.info("averaging epochs %s", [e for e, _ in chosen])
+    state = average_state_dicts([p for _, p in chosen])
+    tmp = args.dst + ".tmp"
+    torch.save({"model": state, "epochs": [e for e, _ in chosen]}, tmp)
+    os.replace(tmp, args.dst)
+
+
+if __name__ == "__main__":
+    run_main(main)

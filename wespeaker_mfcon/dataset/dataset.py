@@ -1,0 +1,80 @@
+"""Training data: fixed-length chunks of precomputed fbank (feat) or of waveforms (raw).
+
+One item per sampler entry (utt_index, sample_seed, speed_index). In `feat` mode the
+item is a (num_frames, F) fbank chunk; in `raw` mode it is a waveform chunk on the int16
+scale (augmented, speed-perturbed) that the training loop turns into fbank in batches.
+Labels of speed-perturbed samples are new speakers: spk_id + speed_index * num_spk.
+"""
+
+import os
+
+import kaldiio
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from wespeaker_mfcon.dataset.processing import chunk_samples, random_chunk
+from wespeaker_mfcon.utils.file_utils import DataError, read_scp
+
+
+def load_spk2id(data_dir):
+    """Speaker -> class index, sorted by speaker name, from data_dir/utt2spk."""
+    speakers = sorted(set(read_scp(os.path.join(data_dir, "utt2spk")).values()))
+    return {spk: i for i, spk in enumerate(speakers)}
+
+
+class SpeakerChunkDataset(Dataset):
+    def __init__(self, data_dir, spk2id, num_frames, data_type="feat", augmentor=None,
+                 speeds=(1.0,)):
+        if data_type not in ("feat", "raw"):
+            raise DataError(f"data_type must be 'feat' or 'raw', got {data_type!r}")
+        table_name = "feats.scp" if data_type == "feat" else "wav.scp"
+        utt2spk = read_scp(os.path.join(data_dir, "utt2spk"))
+        table = read_scp(os.path.join(data_dir, table_name))
+        missing = [u for u in utt2spk if u not in table]
+        if missing:
+            raise DataError(f"{data_dir}/{table_name}: {len(missing)} utterances of utt2spk "
+                            f"are missing, first: {', '.join(missing[:3])}")
+        unknown = sorted({s for s in utt2spk.values() if s not in spk2id})
+        if unknown:
+            raise DataError(f"{data_dir}/utt2spk: speakers not in the speaker map: {unknown[:3]}")
+        self.utts = sorted(utt2spk)
+        self.paths = [table[u] for u in self.utts]
+        self.labels = [spk2id[utt2spk[u]] for u in self.utts]
+        self.num_spk = len(spk2id)
+        self.num_frames, self.data_type = num_frames, data_type
+        self.augmentor, self.speeds = augmentor, list(speeds)
+
+    def __len__(self):
+        return len(self.utts)
+
+    def __getitem__(self, item):
+        utt_idx, seed, speed_idx = item
+        rng = np.random.default_rng(seed)
+        label = self.labels[utt_idx] + speed_idx * self.num_spk
+        if self.data_type == "feat":
+            chunk = self._feat_chunk(utt_idx, rng)
+        else:
+            chunk = self._wave_chunk(utt_idx, rng, self.speeds[speed_idx])
+        return torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)), label
+
+    def _feat_chunk(self, utt_idx, rng):
+        try:
+            feats = kaldiio.load_mat(self.paths[utt_idx])
+        except Exception as e:
+            raise DataError(f"{self.utts[utt_idx]}: cannot read features "
+                            f"{self.paths[utt_idx]}: {e}") from None
+        return random_chunk(feats, self.num_frames, rng)
+
+    def _wave_chunk(self, utt_idx, rng, speed):
+        from wespeaker_mfcon.dataset.augment import speed_perturb
+        from wespeaker_mfcon.utils.audio import load_wav
+
+        need = chunk_samples(self.num_frames)
+        wave = load_wav(self.paths[utt_idx])
+        if speed != 1.0:
+            wave = speed_perturb(random_chunk(wave, int(np.ceil(need * speed)) + 1, rng), speed)
+        wave = random_chunk(wave, need, rng)
+        if self.augmentor is not None:
+            wave = self.augmentor(wave, rng)
+        return wave * 32768.0

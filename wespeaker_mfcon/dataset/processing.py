@@ -1,0 +1,44 @@
+"""Per-sample and per-batch processing: random chunks, mean normalization, SpecAugment."""
+
+import numpy as np
+import torch
+
+
+def random_chunk(x, length, rng):
+    """A random window of `length` along axis 0; shorter inputs are tiled (repeated) first."""
+    n = x.shape[0]
+    if n < length:
+        reps = -(-length // n)
+        x = np.concatenate([x] * reps, axis=0)
+        n = x.shape[0]
+    start = int(rng.integers(n - length + 1))
+    return x[start:start + length]
+
+
+def chunk_samples(num_frames, frame_length=400, frame_shift=160):
+    """Waveform samples that yield exactly num_frames fbank frames (snip_edges)."""
+    return (num_frames - 1) * frame_shift + frame_length
+
+
+def mean_normalize(feats):
+    """Per-utterance mean normalization over time: (..., T, F) -> same shape."""
+    return feats - feats.mean(dim=-2, keepdim=True)
+
+
+def spec_augment(feats, num_t_mask=1, num_f_mask=1, max_t=10, max_f=8, prob=0.6,
+                 generator=None):
+    """Zero random time and frequency bands of a (B, T, F) batch, each utterance with `prob`."""
+    feats = feats.clone()
+    batch, num_t, num_f = feats.shape
+    for b in range(batch):
+        if torch.rand(1, generator=generator).item() > prob:
+            continue
+        for _ in range(num_t_mask):
+            width = int(torch.randint(1, max_t + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, num_t - width), (1,), generator=generator))
+            feats[b, start:start + width, :] = 0
+        for _ in range(num_f_mask):
+            width = int(torch.randint(1, max_f + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, num_f - width), (1,), generator=generator))
+            feats[b, :, start:start + width] = 0
+    return feats

@@ -1,0 +1,75 @@
+"""Checkpoints: atomic saves, safe loads (weights_only), finding the latest, averaging.
+
+Layout under exp/NAME/models/: model_<epoch>.pt after each epoch (full training state),
+step_<global_step>.pt for the latest mid-epoch save (older ones removed), avg_model.pt.
+"""
+
+import glob
+import os
+import re
+
+import torch
+
+from wespeaker_mfcon.utils.file_utils import DataError
+
+
+def save_checkpoint(state, path):
+    """torch.save to a temp file, then rename: a killed save never leaves a partial file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load with weights_only=True; a corrupt or truncated file is a DataError naming it."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise DataError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: "
+                        f"{str(e)[:120]}); remove it to fall back to the previous one") from None
+
+
+def _numbered(models_dir, prefix):
+    found = []
+    for path in glob.glob(os.path.join(models_dir, f"{prefix}_*.pt")):
+        m = re.fullmatch(rf"{prefix}_(\d+)\.pt", os.path.basename(path))
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def epoch_checkpoints(models_dir):
+    """[(epoch, path)] of the per-epoch checkpoints, oldest first."""
+    return _numbered(models_dir, "model")
+
+
+def latest_checkpoint(models_dir, steps_per_epoch):
+    """Path of the most advanced checkpoint (epoch-end or mid-epoch), or None."""
+    candidates = [(e * steps_per_epoch, p) for e, p in epoch_checkpoints(models_dir)]
+    candidates += _numbered(models_dir, "step")
+    return max(candidates)[1] if candidates else None
+
+
+def remove_older_step_checkpoints(models_dir, keep_step):
+    for step, path in _numbered(models_dir, "step"):
+        if step < keep_step:
+            os.remove(path)
+
+
+def average_state_dicts(paths):
+    """Element-wise mean of the "model" state dicts in paths (integer buffers kept from the last)."""
+    if not paths:
+        raise DataError("no checkpoints to average")
+    avg = None
+    for path in paths:
+        state = load_checkpoint(path)["model"]
+        if avg is None:
+            avg = {k: v.clone().double() if v.is_floating_point() else v.clone()
+                   for k, v in state.items()}
+            continue
+        for k, v in state.items():
+            avg[k] = avg[k] + v.double() if v.is_floating_point() else v.clone()
+    return {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in avg.items()}
