@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from wespeaker_mfcon.dataset.processing import mean_normalize, spec_augment
+from wespeaker_mfcon.dataset.processing import spec_augment
+from wespeaker_mfcon.frontend.fbank import apply_cmn
 
 
 class SpeakerTrainer(nn.Module):
@@ -41,7 +42,7 @@ def prepare_batch(chunks, frontend, spec_aug_args, device):
     """
     chunks = chunks.to(device, non_blocking=True)
     feats = frontend(chunks) if frontend is not None else chunks
-    feats = mean_normalize(feats)
+    feats = apply_cmn(feats)
     if spec_aug_args:
         feats = spec_augment(feats, **spec_aug_args)
     return feats

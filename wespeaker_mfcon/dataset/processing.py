@@ -1,4 +1,4 @@
-"""Per-sample and per-batch processing: random chunks, mean normalization, SpecAugment."""
+"""Per-sample and per-batch processing: random chunks and SpecAugment."""
 
 import numpy as np
 import torch
@@ -18,11 +18,6 @@ def random_chunk(x, length, rng):
 def chunk_samples(num_frames, frame_length=400, frame_shift=160):
     """Waveform samples that yield exactly num_frames fbank frames (snip_edges)."""
     return (num_frames - 1) * frame_shift + frame_length
-
-
-def mean_normalize(feats):
-    """Per-utterance mean normalization over time: (..., T, F) -> same shape."""
-    return feats - feats.mean(dim=-2, keepdim=True)
 
 
 def spec_augment(feats, num_t_mask=1, num_f_mask=1, max_t=10, max_f=8, prob=0.6,

@@ -1,0 +1,98 @@
+"""Stage 3: speaker embeddings for a wav list or a feats list, from a .pt or an .onnx model.
+
+  python -m wespeaker_mfcon.bin.extract --model exp/E/models/avg_model.pt \
+      --wav_scp data/test/wav.scp --out_dir exp/E/embeddings/test
+writes OUT/xvector.ark and OUT/xvector.scp (kaldiio). Full-length utterances; utterances of
+exactly the same length share a batch, so batching never changes an embedding.
+"""
+
+import argparse
+import logging
+import os
+
+import kaldiio
+import numpy as np
+from tqdm import tqdm
+
+from wespeaker_mfcon.inference import Embedder
+from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.file_utils import DataError, read_scp
+
+
+def get_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="checkpoint .pt or exported .onnx")
+    parser.add_argument("--config", default=None,
+                        help="config.yaml for a .pt (default: found beside the model)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--wav_scp", help="'utt path' list of wavs (fbank computed here)")
+    src.add_argument("--feats_scp", help="kaldiio feats.scp from stage 1")
+    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--name", default="xvector", help="output basename (NAME.ark/scp)")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (.pt only)")
+    parser.add_argument("--num_threads", type=int, default=1)
+    return parser.parse_args(argv)
+
+
+def load_inputs(args, embedder):
+    """[(utt, (T, F) feats)] for every entry of the list, in list order."""
+    if args.feats_scp:
+        table = read_scp(args.feats_scp)
+        items = []
+        for utt, spec in table.items():
+            try:
+                items.append((utt, kaldiio.load_mat(spec)))
+            except Exception as e:
+                raise DataError(f"{args.feats_scp}: {utt}: cannot read {spec}: {e}") from None
+        return items
+    table = read_scp(args.wav_scp)
+    return [(utt, embedder.wav_feats(path))
+            for utt, path in tqdm(table.items(), desc="fbank", leave=False, mininterval=2)]
+
+
+def length_batches(items, batch_size):
+    """Group indices of items with identical frame counts into batches of <= batch_size."""
+    by_len = {}
+    for i, (_, feats) in enumerate(items):
+        by_len.setdefault(feats.shape[0], []).append(i)
+    for idx in by_len.values():
+        for start in range(0, len(idx), batch_size):
+            yield idx[start:start + batch_size]
+
+
+def extract(embedder, items, batch_size):
+    embeds = [None] * len(items)
+    batches = list(length_batches(items, batch_size))
+    for idx in tqdm(batches, desc="embeddings", mininterval=2, dynamic_ncols=True):
+        feats = np.stack([items[i][1] for i in idx])
+        for i, emb in zip(idx, embedder.embed_feats(feats)):
+            embeds[i] = emb
+    return embeds
+
+
+def main(argv=None):
+    args = get_args(argv)
+    embedder = Embedder(args.model, args.config, args.device, args.num_threads)
+    items = load_inputs(args, embedder)
+    if not items:
+        raise DataError(f"{args.wav_scp or args.feats_scp}: empty list")
+    embeds = extract(embedder, items, args.batch_size)
+    os.makedirs(args.out_dir, exist_ok=True)
+    ark, scp = (os.path.abspath(os.path.join(args.out_dir, f"{args.name}.{e}"))
+                for e in ("ark", "scp"))
+    with kaldiio.WriteHelper(f"ark,scp:{ark}.tmp,{scp}.tmp") as writer:
+        for (utt, _), emb in zip(items, embeds):
+            writer(utt, emb.astype(np.float32))
+    with open(f"{scp}.tmp", encoding="utf-8") as f:
+        lines = f.read().replace(f"{ark}.tmp:", f"{ark}:")
+    os.replace(f"{ark}.tmp", ark)
+    with open(f"{scp}.tmp", "w", encoding="utf-8") as f:
+        f.write(lines)
+    os.replace(f"{scp}.tmp", scp)
+    logging.info("%d embeddings (dim %d) -> %s", len(items), len(embeds[0]), scp)
+
+
+if __name__ == "__main__":
+    run_main(main)
