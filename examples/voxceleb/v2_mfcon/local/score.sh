@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Stage 4: cosine scoring (cohort-mean subtracted), AS-norm/S-norm, EER/minDCF, DET plot.
+#
+#   local/score.sh --exp_dir exp/mfcon [--data data] [--trials "vox1_O vox1_E"] \
+#                  [--score_norm_method asnorm] [--top_n 300]
+#
+# Reads  $exp_dir/embeddings/{test,train}/xvector.scp, $data/train/utt2spk,
+#        $data/test/trials/<name>.kaldi for every name in $trials (default: all *.kaldi there;
+#        an entry that is an existing file is used as it is).
+# Writes $exp_dir/scores/<name>.score, <name>.<method>.score, *.result, results.json, det.png.
+set -euo pipefail
+
+exp_dir=
+data=data
+trials=
+score_norm_method=asnorm
+top_n=300
+
+help_message="Usage: $0 --exp_dir DIR [--data data] [--trials \"name ...\"] [--score_norm_method asnorm|snorm] [--top_n 300]"
+_options_list="exp_dir data trials score_norm_method top_n"
+. tools/parse_options.sh
+
+if [ -z "$exp_dir" ]; then echo "$0: --exp_dir is required" >&2; echo "$help_message" >&2; exit 1; fi
+case "$score_norm_method" in
+  asnorm|snorm) ;;
+  *) echo "$0: --score_norm_method must be asnorm or snorm, got '$score_norm_method'" >&2; exit 1 ;;
+esac
+
+eval_scp=$exp_dir/embeddings/test/xvector.scp
+cohort_scp=$exp_dir/embeddings/train/xvector.scp
+utt2spk=$data/train/utt2spk
+score_dir=$exp_dir/scores
+for f in "$eval_scp" "$cohort_scp" "$utt2spk"; do
+  [ -f "$f" ] || { echo "$0: missing $f (run the earlier stages first)" >&2; exit 1; }
+done
+
+if [ -z "$trials" ]; then
+  trials=$(ls "$data"/test/trials/*.kaldi 2>/dev/null | xargs -r -n1 basename | sed 's/\.kaldi$//' | tr '\n' ' ')
+  [ -n "$trials" ] || { echo "$0: no trial lists in $data/test/trials/" >&2; exit 1; }
+fi
+trial_files=()
+names=()
+for t in $trials; do
+  if [ -f "$t" ]; then f=$t; else f=$data/test/trials/${t%.kaldi}.kaldi; fi
+  [ -f "$f" ] || { echo "$0: no trial list $f" >&2; exit 1; }
+  trial_files+=("$f")
+  n=$(basename "$f"); names+=("${n%.kaldi}")
+done
+
+echo "$0: scoring ${names[*]} -> $score_dir"
+python -m wespeaker_mfcon.bin.score \
+  --eval_scp "$eval_scp" --cohort_scp "$cohort_scp" \
+  --trials "${trial_files[@]}" --out_dir "$score_dir"
+
+cos_files=()
+for n in "${names[@]}"; do cos_files+=("$score_dir/$n.score"); done
+python -m wespeaker_mfcon.bin.score_norm \
+  --score_norm_method "$score_norm_method" --top_n "$top_n" \
+  --eval_scp "$eval_scp" --cohort_scp "$cohort_scp" --cohort_utt2spk "$utt2spk" \
+  --score_files "${cos_files[@]}"
+
+all_files=()
+for n in "${names[@]}"; do all_files+=("$score_dir/$n.score" "$score_dir/$n.$score_norm_method.score"); done
+python -m wespeaker_mfcon.bin.compute_metrics --score_files "${all_files[@]}" --out_dir "$score_dir"
