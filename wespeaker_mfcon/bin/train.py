@@ -114,7 +114,9 @@ def build_loader(conf, data_dir, spk2id, rank, world, seed):
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                         pin_memory=loader_args.get("pin_memory", False),
                         prefetch_factor=loader_args.get("prefetch_factor", 2) if workers else None,
-                        persistent_workers=False)
+                        # its own generator: creating an iterator must not consume the global
+                        # RNG, or a run resumed mid-epoch would draw different dropout masks
+                        generator=torch.Generator().manual_seed(seed))
     return loader, sampler
 
 
@@ -158,6 +160,22 @@ def check_ranks_in_sync(trainer, world):
 
 
 def train(args):
+    """Set up logging to E/train.log on rank 0 around the training run."""
+    handler = None
+    if int(os.environ.get("RANK", 0)) == 0:
+        os.makedirs(args.exp_dir, exist_ok=True)
+        handler = _file_handler(os.path.join(args.exp_dir, "train.log"))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+    try:
+        run_training(args)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def run_training(args):
     rank, world, device = init_distributed(args.device)
     is_main = rank == 0
     conf, spk2id = resolve_config(args)
@@ -169,7 +187,6 @@ def train(args):
         os.makedirs(models_dir, exist_ok=True)
         save_config(conf, os.path.join(args.exp_dir, "config.yaml"))
         write_table(os.path.join(args.exp_dir, "spk2id"), sorted(spk2id.items()))
-        logging.getLogger().addHandler(_file_handler(os.path.join(args.exp_dir, "train.log")))
     trainer, frontend = build_parts(conf, device)
     loader, sampler = build_loader(conf, args.train_data, spk2id, rank, world, seed)
     steps_per_epoch = sampler.num_global // world

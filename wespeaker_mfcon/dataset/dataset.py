@@ -56,7 +56,7 @@ class SpeakerChunkDataset(Dataset):
             chunk = self._feat_chunk(utt_idx, rng)
         else:
             chunk = self._wave_chunk(utt_idx, rng, self.speeds[speed_idx])
-        return torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)), label
+        return torch.from_numpy(np.array(chunk, dtype=np.float32)), label
 
     def _feat_chunk(self, utt_idx, rng):
         try:

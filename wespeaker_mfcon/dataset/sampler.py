@@ -33,11 +33,13 @@ class _EpochBatchSampler:
         return self.num_global // self.world_size - self.start_batch
 
     def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
-        batches = self._global_batches(rng)
-        mine = batches[self.rank::self.world_size]
-        for groups in mine[self.start_batch:]:
-            yield self._items(groups, rng)
+        structure_rng = np.random.default_rng([self.seed, self.epoch, 0])
+        item_rng = np.random.default_rng([self.seed, self.epoch, 1])
+        # Items (with their seeds) for the whole epoch first, so every rank and a resumed
+        # run draw exactly the same seeds as an unbroken single-process run.
+        batches = [self._items(groups, item_rng)
+                   for groups in self._global_batches(structure_rng)]
+        yield from batches[self.rank::self.world_size][self.start_batch:]
 
     def _items(self, groups, rng):
         """groups: list of utt-index arrays sharing a speed -> list of sampler items."""

@@ -73,16 +73,28 @@ def audio_duration(path):
         raise DataError(f"{path}: unreadable audio ({e})") from None
     if info.frames <= 0:
         raise DataError(f"{path}: empty audio (0 samples)")
-    expected = info.frames * info.channels * _bytes_per_sample(info.subtype)
-    if expected and os.path.getsize(path) < expected:
-        raise DataError(f"{path}: truncated audio (header says {info.frames} samples, "
-                        f"file is {os.path.getsize(path)} bytes)")
+    missing = wav_bytes_missing(path)
+    if missing > 0:
+        raise DataError(f"{path}: truncated audio ({missing} bytes of the data chunk missing)")
     return info.frames / info.samplerate
 
 
-def _bytes_per_sample(subtype):
-    return {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8, "PCM_U8": 1,
-            "PCM_S8": 1}.get(subtype, 0)
+def wav_bytes_missing(path):
+    """For a RIFF/WAVE file, how many bytes its data chunk header promises beyond the file end."""
+    if not path.lower().endswith(".wav"):
+        return 0
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return 0
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return 0
+            chunk_size = int.from_bytes(header[4:8], "little")
+            if header[:4] == b"data":
+                return max(0, f.tell() + chunk_size - size)
+            f.seek(chunk_size + chunk_size % 2, os.SEEK_CUR)
 
 
 def write_data_dir(out_dir, utt_paths):

@@ -1,0 +1,207 @@
+"""Stage 1: Kaldi-compatible log-mel fbank for every utterance of a wav.scp.
+
+    python -m wespeaker_mfcon.bin.compute_fbank --wav_scp data/train/wav.scp \\
+        --ark fbank/raw_fbank.1.ark --scp fbank/raw_fbank.1.scp \\
+        --utt2num_frames fbank/utt2num_frames.1
+
+Features are float32 (T, num_mel_bins) matrices written with kaldiio, no dither, no CMN (CMN is
+applied when the features are used). Outputs are first written under temporary names and
+renamed at the end, the scp last, so a job that fails leaves no scp that looks complete.
+Bad input (missing or unreadable audio, too short, non-finite features) stops the job with one
+'error:' line naming the wav.scp line and the file.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+import kaldiio
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from wespeaker_mfcon.frontend.fbank import fbank, num_frames
+from wespeaker_mfcon.utils.audio import load_wav
+from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.file_utils import DataError, atomic_write, read_scp, write_table
+
+logger = logging.getLogger("compute_fbank")
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description="Compute Kaldi-compatible log-mel fbank features "
+                                "for a wav.scp and write them as kaldiio ark/scp.")
+    p.add_argument("--wav_scp", required=True, help="'utt path' per line")
+    p.add_argument("--ark", required=True, help="output ark file")
+    p.add_argument("--scp", required=True, help="output scp file (entries point into --ark)")
+    p.add_argument("--utt2num_frames", required=True, help="output 'utt num_frames' file")
+    p.add_argument("--num_mel_bins", type=int, default=80)
+    p.add_argument("--sample_rate", type=int, default=16000,
+                   help="audio at other rates is resampled to this rate, with a warning")
+    p.add_argument("--frame_length_ms", type=float, default=25.0)
+    p.add_argument("--frame_shift_ms", type=float, default=10.0)
+    p.add_argument("--batch_size", type=int, default=16,
+                   help="pieces of audio (of at most --max_chunk_frames frames) per fbank call")
+    p.add_argument("--max_chunk_frames", type=int, default=1000,
+                   help="long utterances are computed in pieces of this many frames "
+                        "(bounds memory; the result is the same)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    p.add_argument("--num_threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
+    return p.parse_args(argv)
+
+
+def _line_numbers(path):
+    """key -> line number in a Kaldi table (first occurrence), for error messages."""
+    lines = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split(maxsplit=1)
+            if fields:
+                lines.setdefault(fields[0], lineno)
+    return lines
+
+
+def read_wav_scp(path):
+    """wav.scp -> list of (utt, wav_path, lineno); every path checked to exist up front."""
+    table = read_scp(path)
+    if not table:
+        raise DataError(f"{path}: no utterances")
+    linenos = _line_numbers(path)
+    entries = []
+    for utt, wav in table.items():
+        where = f"{path}:{linenos[utt]}: utterance {utt!r}"
+        if wav.endswith("|"):
+            raise DataError(f"{where}: piped commands are not supported: {wav!r}")
+        if not os.path.isfile(wav):
+            raise DataError(f"{where}: no such audio file: {wav}")
+        entries.append((utt, wav, linenos[utt]))
+    return entries
+
+
+def _pieces(num, length, shift, max_frames):
+    """Sample ranges of consecutive frame blocks: [(start, end, frames), ...] covering `num`."""
+    total = max(0, (num - length) // shift + 1)  # snip_edges=True
+    out = []
+    for f0 in range(0, total, max_frames):
+        nf = min(max_frames, total - f0)
+        out.append((f0 * shift, (f0 + nf - 1) * shift + length, nf))
+    return out
+
+
+class FbankComputer:
+    """Batched fbank of whole utterances, bit-for-bit independent of how they are batched
+    up to float rounding of the matmuls (<< 1e-5)."""
+
+    def __init__(self, args):
+        self.opts = dict(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins,
+                         frame_length_ms=args.frame_length_ms, frame_shift_ms=args.frame_shift_ms,
+                         dither=0.0)
+        self.length = int(args.sample_rate * 0.001 * args.frame_length_ms)
+        self.shift = int(args.sample_rate * 0.001 * args.frame_shift_ms)
+        self.batch_size = max(1, args.batch_size)
+        self.max_frames = max(1, args.max_chunk_frames)
+        self.device = torch.device(args.device)
+
+    def __call__(self, wavs):
+        """list of 1-D float numpy arrays in [-1, 1] -> list of float32 (T, F) arrays."""
+        pieces = []  # (utt index, samples)
+        for i, wav in enumerate(wavs):
+            for s, e, _ in _pieces(len(wav), self.length, self.shift, self.max_frames):
+                pieces.append((i, wav[s:e]))
+        outs = [[] for _ in wavs]
+        for b in range(0, len(pieces), self.batch_size):
+            batch = pieces[b:b + self.batch_size]
+            width = max(len(p) for _, p in batch)
+            x = np.zeros((len(batch), width), dtype=np.float32)
+            for j, (_, p) in enumerate(batch):
+                x[j, :len(p)] = p
+            with torch.inference_mode():
+                feats = fbank(torch.from_numpy(x).to(self.device) * 32768.0, **self.opts).cpu()
+            for j, (i, p) in enumerate(batch):
+                outs[i].append(feats[j, :num_frames(len(p), self.opts["sample_rate"],
+                                                    self.opts["frame_length_ms"],
+                                                    self.opts["frame_shift_ms"])])
+        return [torch.cat(o).numpy().astype(np.float32, copy=False) for o in outs]
+
+
+def _tmp_name(path):
+    d, b = os.path.split(os.path.abspath(path))
+    return os.path.join(d, f".tmp{os.getpid()}_{b}")
+
+
+def _remove(*paths):
+    for p in paths:
+        if os.path.lexists(p):
+            os.remove(p)
+
+
+def compute(args):
+    entries = read_wav_scp(args.wav_scp)
+    computer = FbankComputer(args)
+    for p in (args.ark, args.scp, args.utt2num_frames):
+        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+    # An earlier run's outputs must not survive a failure of this one.
+    _remove(args.scp, args.utt2num_frames, args.ark)
+    tmp_ark, tmp_scp = _tmp_name(args.ark), _tmp_name(args.scp)
+    lengths = []
+    try:
+        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer, \
+                tqdm(total=len(entries), desc="fbank", unit="utt", disable=args.no_progress,
+                     mininterval=5.0, file=sys.stderr) as bar:
+            # Group utterances so each fbank call sees about batch_size pieces.
+            group, group_frames = [], 0
+            budget = computer.batch_size * computer.max_frames
+            for n, entry in enumerate(entries):
+                utt, path, lineno = entry
+                try:
+                    wav = load_wav(path, args.sample_rate)
+                except DataError as e:
+                    raise DataError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {e}") from None
+                nf = num_frames(len(wav), args.sample_rate, args.frame_length_ms,
+                                args.frame_shift_ms)
+                if nf == 0:
+                    raise DataError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {path}: "
+                                    f"{len(wav)} samples is shorter than one "
+                                    f"{args.frame_length_ms:g} ms frame")
+                group.append((utt, wav, nf))
+                group_frames += nf
+                if group_frames >= budget or n == len(entries) - 1:
+                    feats = computer([w for _, w, _ in group])
+                    for (u, _, nf_u), f in zip(group, feats):
+                        if f.shape != (nf_u, args.num_mel_bins):
+                            raise RuntimeError(f"{u}: got shape {f.shape}, expected "
+                                               f"{(nf_u, args.num_mel_bins)}")
+                        if not np.isfinite(f).all():
+                            raise DataError(f"utterance {u!r}: features hold NaN or Inf")
+                        writer(u, f)
+                        lengths.append((u, nf_u))
+                    bar.update(len(group))
+                    group, group_frames = [], 0
+        # kaldiio wrote the temporary ark name into the scp: point it at the final name.
+        rows = []
+        with open(tmp_scp, encoding="utf-8") as f:
+            for line in f:
+                utt, loc = line.rstrip("\n").split(" ", 1)
+                rows.append((utt, f"{args.ark}:{loc.rsplit(':', 1)[1]}"))
+        os.replace(tmp_ark, args.ark)
+        write_table(args.utt2num_frames, lengths)
+        with atomic_write(args.scp) as f:  # last: its presence marks a complete job
+            for utt, loc in rows:
+                f.write(f"{utt} {loc}\n")
+    finally:
+        _remove(tmp_ark, tmp_scp)
+    total = sum(n for _, n in lengths)
+    logger.info("wrote %d utterances, %d frames (%.1f h) to %s", len(lengths), total,
+                total * args.frame_shift_ms / 3.6e6, args.scp)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    torch.set_num_threads(max(1, args.num_threads))
+    compute(args)
+
+
+if __name__ == "__main__":
+    run_main(main)

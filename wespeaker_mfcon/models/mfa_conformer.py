@@ -1,0 +1,58 @@
+"""MFA-Conformer (Zhang et al., Interspeech 2022, arXiv 2203.15249).
+
+    feats (B, T, 80)
+      -> Conv2dSubsampling (rate 2)          (B, T', 256)
+      -> RelPositionalEncoding
+      -> 6 x ConformerBlock                  blocks: 6 x (B, T', 256)
+      -> concat over channels                (B, T', 1536)     multi-scale feature aggregation
+      -> LayerNorm                           (B, T', 1536)
+      -> ASP                                 (B, 3072)
+      -> BatchNorm1d -> Linear               (B, 192)          embedding
+
+forward returns (embeds, blocks) so that the MFCon loss can use every block output.
+Input features are expected mean-normalized already (done by the data pipeline / export wrapper).
+"""
+
+import torch
+import torch.nn as nn
+
+from wespeaker_mfcon.models.conformer import (ConformerBlock, Conv2dSubsampling,
+                                              RelPositionalEncoding)
+from wespeaker_mfcon.models.pooling import build_pooling
+
+
+class MFAConformer(nn.Module):
+
+    def __init__(self, input_dim: int = 80, num_blocks: int = 6, output_size: int = 256,
+                 attention_heads: int = 4, linear_units: int = 2048, cnn_module_kernel: int = 15,
+                 dropout_rate: float = 0.1, positional_dropout_rate: float = 0.1,
+                 attention_dropout_rate: float = 0.1, subsampling: int = 2,
+                 embed_dim: int = 192, pooling: str = "ASP"):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.block_dims = [output_size] * num_blocks
+        self.subsampling = Conv2dSubsampling(input_dim, output_size, subsampling)
+        self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
+        self.blocks = nn.ModuleList([
+            ConformerBlock(output_size, attention_heads, linear_units, cnn_module_kernel,
+                           dropout_rate, attention_dropout_rate)
+            for _ in range(num_blocks)
+        ])
+        cat_dim = output_size * num_blocks
+        self.norm = nn.LayerNorm(cat_dim)
+        self.pool = build_pooling(pooling, cat_dim)
+        self.bn = nn.BatchNorm1d(self.pool.out_dim)
+        self.fc = nn.Linear(self.pool.out_dim, embed_dim)
+
+    def forward(self, feats: torch.Tensor) -> tuple:
+        # feats: (B, T, F)
+        x = self.subsampling(feats)                   # (B, T', d)
+        x, pos_emb = self.pos_enc(x)                  # (B, T', d), (1, 2T'-1, d)
+        blocks = []
+        for block in self.blocks:
+            x = block(x, pos_emb)                     # (B, T', d)
+            blocks.append(x)
+        x = self.norm(torch.cat(blocks, dim=-1))      # (B, T', L*d)
+        x = self.pool(x.transpose(1, 2))              # (B, 2*L*d)
+        embeds = self.fc(self.bn(x))                  # (B, E)
+        return embeds, blocks
