@@ -21,5 +21,5 @@ setup(
         "onnxruntime",
     ],
     extras_require={"test": ["pytest", "kaldi-native-fbank", "sherpa-onnx"]},
-    entry_points={"console_scripts": ["wespeaker-mfcon=wespeaker_mfcon.cli:main"]},
+    entry_points={"console_scripts": ["wespeaker-mfcon=wespeaker_mfcon.cli:entry"]},
 )

@@ -93,3 +93,13 @@ class Embedder:
         """Cosine similarity of two wavs' embeddings."""
         a, b = self.embed_wav(path1), self.embed_wav(path2)
         return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def load_model(model, device="cpu", num_threads=1):
+    """Python API: an Embedder for an experiment dir (its models/avg_model.pt), a .pt
+    checkpoint or an .onnx file.  load_model("exp/E").score("a.wav", "b.wav")"""
+    if os.path.isdir(model):
+        model = os.path.join(model, "models", "avg_model.pt")
+    if not os.path.isfile(model):
+        raise DataError(f"{model}: no such model file")
+    return Embedder(model, device=device, num_threads=num_threads)

@@ -84,6 +84,8 @@ def check_against_torch(net, path, feat_dim, lengths, tol):
 
 def main(argv=None):
     args = get_args(argv)
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     net, conf = load_embedding_net(args.checkpoint, os.path.join(args.exp_dir, "config.yaml"))
     feat_dim = conf.get("model_args", {}).get("input_dim", 80)
     tmp = args.output + ".tmp.onnx"

@@ -32,6 +32,9 @@ def get_args(argv=None):
     parser.add_argument("--name", default="xvector", help="output basename (NAME.ark/scp)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (.pt only)")
+    parser.add_argument("--gpu_list", default="",
+                        help="with --device cuda and --job J: use GPU list[(J-1) %% len]")
+    parser.add_argument("--job", type=int, default=1, help="job number (set by extract.sh)")
     parser.add_argument("--num_threads", type=int, default=1)
     return parser.parse_args(argv)
 
@@ -74,7 +77,11 @@ def extract(embedder, items, batch_size):
 
 def main(argv=None):
     args = get_args(argv)
-    embedder = Embedder(args.model, args.config, args.device, args.num_threads)
+    device = args.device
+    if device == "cuda" and args.gpu_list:
+        gpus = args.gpu_list.split(",")
+        device = f"cuda:{gpus[(args.job - 1) % len(gpus)]}"
+    embedder = Embedder(args.model, args.config, device, args.num_threads)
     items = load_inputs(args, embedder)
     if not items:
         raise DataError(f"{args.wav_scp or args.feats_scp}: empty list")

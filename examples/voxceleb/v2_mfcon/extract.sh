@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Speaker embeddings for any list of wavs (or stage-1 features), from a .pt or an .onnx model.
+#   bash extract.sh --model exp/E/models/avg_model.pt --wav_scp my_wavs.scp --out_dir emb/ --nj 2
+#   bash extract.sh --model exp/E/models/avg_model.onnx --wav_scp my_wavs.scp --out_dir emb/
+# Writes OUT/xvector.ark and OUT/xvector.scp (kaldiio). wav.scp lines are "utt /path/to.wav".
+. ./path.sh || exit 1
+set -euo pipefail
+
+model=""
+wav_scp=""
+feats_scp=""
+out_dir=""
+nj=2
+gpus=""          # e.g. "0,1": job j uses GPU (j-1) mod #gpus (.pt models)
+batch_size=16
+help_message="Usage: $0 --model X.pt|X.onnx (--wav_scp FILE | --feats_scp FILE) --out_dir DIR
+  [--nj N] [--gpus 0,1] [--batch_size N]"
+. tools/parse_options.sh
+
+if [ -z "$model" ] || [ -z "$out_dir" ] || [ -z "${wav_scp}${feats_scp}" ]; then
+  printf '%s\n' "$help_message" >&2; exit 1
+fi
+if [ -n "$wav_scp" ]; then kind=wav_scp; list=$wav_scp; else kind=feats_scp; list=$feats_scp; fi
+[ -f "$list" ] || { echo "$0: error: $list: no such file" >&2; exit 1; }
+[ -f "$model" ] || { echo "$0: error: $model: no such model" >&2; exit 1; }
+
+num=$(grep -c '[^[:space:]]' "$list" || true)
+[ "$num" -gt 0 ] || { echo "$0: error: $list is empty" >&2; exit 1; }
+[ "$nj" -le "$num" ] || nj=$num
+split_dir=$out_dir/split; mkdir -p "$split_dir" "$out_dir/log"
+rm -f "$out_dir"/xvector.scp "$split_dir"/*
+parts=(); for j in $(seq 1 "$nj"); do parts+=("$split_dir/$kind.$j"); done
+python tools/split_scp.py "$list" "${parts[@]}"
+
+device_args=""
+[ -z "$gpus" ] || device_args="--device cuda --gpu_list ${gpus}"
+tools/run_jobs.sh JOB=1:$nj "$out_dir/log/extract.JOB.log" \
+  python -m wespeaker_mfcon.bin.extract --model "$model" --$kind "$split_dir/$kind.JOB" \
+  --out_dir "$out_dir" --name xvector.JOB --batch_size "$batch_size" --job JOB $device_args
+for j in $(seq 1 "$nj"); do cat "$out_dir/xvector.$j.scp"; done > "$out_dir/.xvector.scp.tmp"
+mv "$out_dir/.xvector.scp.tmp" "$out_dir/xvector.scp"   # last: marks extraction complete
+echo "$0: $(wc -l < "$out_dir/xvector.scp") embeddings in $out_dir/xvector.scp"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Run a command as N parallel jobs, Kaldi run.pl style; "JOB" in the log path and the command
+# is replaced by the job number. Fails (listing each failed job's log tail) if any job fails.
+#   tools/run_jobs.sh JOB=1:4 exp/log/extract.JOB.log python -m x --in split/JOB.scp
+set -uo pipefail
+if [ $# -lt 3 ] || [[ ! "$1" =~ ^JOB=1:([1-9][0-9]*)$ ]]; then
+  echo "usage: $0 JOB=1:N LOG_WITH_JOB COMMAND..." >&2; exit 1
+fi
+nj=${BASH_REMATCH[1]}; log_pattern=$2; shift 2
+pids=()
+for j in $(seq 1 "$nj"); do
+  log=${log_pattern//JOB/$j}
+  mkdir -p "$(dirname "$log")"
+  args=(); for a in "$@"; do args+=("${a//JOB/$j}"); done
+  { echo "# ${args[*]}"; "${args[@]}"; } > "$log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for j in $(seq 1 "$nj"); do
+  if ! wait "${pids[$((j - 1))]}"; then
+    log=${log_pattern//JOB/$j}
+    echo "$0: job $j/$nj failed, see $log:" >&2
+    tr '\r' '\n' < "$log" | grep -v '^[[:space:]]*$' | tail -n 3 | sed 's/^/    /' >&2
+    status=1
+  fi
+done
+exit $status
