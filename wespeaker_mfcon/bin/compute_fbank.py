@@ -41,7 +41,7 @@ def get_args(argv=None):
                    help="audio at other rates is resampled to this rate, with a warning")
     p.add_argument("--frame_length_ms", type=float, default=25.0)
     p.add_argument("--frame_shift_ms", type=float, default=10.0)
-    p.add_argument("--batch_size", type=int, default=16,
+    p.add_argument("--batch_size", type=int, default=4,
                    help="pieces of audio (of at most --max_chunk_frames frames) per fbank call")
     p.add_argument("--max_chunk_frames", type=int, default=1000,
                    help="long utterances are computed in pieces of this many frames "

@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from wespeaker_mfcon.utils.file_utils import DataError
 
@@ -47,6 +46,7 @@ def load_wav(path, target_sr=16000):
         raise DataError(f"{path}: audio holds NaN or Inf samples")
     if sr != target_sr:
         logger.warning("%s: sample rate %d Hz, resampling to %d Hz", path, sr, target_sr)
+        from scipy.signal import resample_poly  # slow import (~1.5 s), rarely needed
         g = math.gcd(int(sr), int(target_sr))
         wav = resample_poly(wav, target_sr // g, sr // g).astype(np.float32)
     return wav

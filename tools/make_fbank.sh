@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Kaldi-style parallel fbank extraction (stage 1).
+#
+#   tools/make_fbank.sh [--nj 4] [--python python] <data_dir>
+#
+# Splits <data_dir>/wav.scp into nj parts, runs wespeaker_mfcon.bin.compute_fbank on each in
+# the background (logs: <data_dir>/log/fbank.JOB.log, arks: <data_dir>/fbank/), waits, and
+# merges the parts into <data_dir>/feats.scp and <data_dir>/utt2num_frames, sorted by key.
+# feats.scp is written last, atomically: a failed run leaves none. Re-running is cheap: if
+# feats.scp exists and covers every utterance of wav.scp, nothing is done.
+set -euo pipefail
+
+nj=4
+python=python
+num_mel_bins=80
+batch_size=4
+help_message="Usage: $0 [options] <data_dir>
+Compute ${num_mel_bins}-dim log-mel fbank for <data_dir>/wav.scp in parallel jobs.
+Writes <data_dir>/{feats.scp,utt2num_frames}, arks in <data_dir>/fbank, logs in <data_dir>/log."
+_options_list="nj python num_mel_bins batch_size"
+
+tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+. "$tools_dir/parse_options.sh"
+
+if [ $# -ne 1 ]; then
+  printf '%s\n' "$help_message" >&2
+  exit 1
+fi
+data=$1
+if [ ! -f "$data/wav.scp" ]; then
+  echo "$0: error: $data/wav.scp: no such file" >&2
+  exit 1
+fi
+if ! [[ "$nj" =~ ^[1-9][0-9]*$ ]]; then
+  echo "$0: error: --nj must be a positive integer, got '$nj'" >&2
+  exit 1
+fi
+data=$(cd "$data" && pwd)
+# The package is importable from this checkout even when it is not installed.
+export PYTHONPATH="$(dirname "$tools_dir")${PYTHONPATH:+:$PYTHONPATH}"
+
+num_utts=$(grep -c '[^[:space:]]' "$data/wav.scp" || true)
+if [ "$num_utts" -eq 0 ]; then
+  echo "$0: error: $data/wav.scp is empty" >&2
+  exit 1
+fi
+
+# Skip when a previous run is complete: every wav.scp key is in feats.scp, every ark exists.
+if [ -f "$data/feats.scp" ] && [ -f "$data/utt2num_frames" ]; then
+  if awk 'NR == FNR { have[$1] = 1; next } NF && !($1 in have) { miss++ }
+          END { exit(miss > 0) }' "$data/feats.scp" "$data/wav.scp" &&
+     awk '{ l = $0; sub(/^[^ ]+ /, "", l); sub(/:[0-9]+$/, "", l); print l }' "$data/feats.scp" |
+       sort -u | { ok=0; while IFS= read -r ark; do [ -f "$ark" ] || ok=1; done; exit $ok; }; then
+    echo "$0: $data/feats.scp already covers all $num_utts utterances of wav.scp, skipping"
+    exit 0
+  fi
+fi
+
+fbankdir=$data/fbank
+logdir=$data/log
+tmp_feats=$data/.feats.scp.tmp$$
+tmp_frames=$data/.utt2num_frames.tmp$$
+trap 'rm -f "$tmp_feats" "$tmp_frames"' EXIT
+# Nothing from an earlier (possibly failed or differently split) run may survive.
+rm -f "$data/feats.scp" "$data/utt2num_frames"
+mkdir -p "$fbankdir" "$logdir"
+rm -f "$fbankdir"/raw_fbank.*.ark "$fbankdir"/raw_fbank.*.scp "$fbankdir"/utt2num_frames.* \
+  "$fbankdir"/wav.*.scp "$logdir"/fbank.*.log
+
+if [ "$nj" -gt "$num_utts" ]; then
+  echo "$0: only $num_utts utterances, using --nj $num_utts"
+  nj=$num_utts
+fi
+split_scps=()
+for j in $(seq 1 "$nj"); do split_scps+=("$fbankdir/wav.$j.scp"); done
+"$python" "$tools_dir/split_scp.py" "$data/wav.scp" "${split_scps[@]}"
+
+echo "$0: computing fbank for $num_utts utterances of $data in $nj jobs (logs: $logdir)"
+pids=()
+for j in $(seq 1 "$nj"); do
+  cmd=("$python" -m wespeaker_mfcon.bin.compute_fbank --wav_scp "$fbankdir/wav.$j.scp"
+       --ark "$fbankdir/raw_fbank.$j.ark" --scp "$fbankdir/raw_fbank.$j.scp"
+       --utt2num_frames "$fbankdir/utt2num_frames.$j" --num_mel_bins "$num_mel_bins"
+       --batch_size "$batch_size" --num_threads 1)
+  log=$logdir/fbank.$j.log
+  { echo "# ${cmd[*]}"; echo "# started at $(date)"; } > "$log"
+  ( export OMP_NUM_THREADS=1; "${cmd[@]}" >> "$log" 2>&1 ) &
+  pids+=($!)
+done
+
+failed=()
+for j in $(seq 1 "$nj"); do
+  if ! wait "${pids[$((j - 1))]}"; then failed+=("$j"); fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  for j in "${failed[@]}"; do
+    log=$logdir/fbank.$j.log
+    echo "$0: error: job $j of $nj failed, see $log; its last lines:" >&2
+    tail -n 4 "$log" | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 4 | sed 's/^/    /' >&2
+  done
+  exit 1
+fi
+
+for j in $(seq 1 "$nj"); do cat "$fbankdir/utt2num_frames.$j"; done | LC_ALL=C sort -k1,1 \
+  > "$tmp_frames"
+for j in $(seq 1 "$nj"); do cat "$fbankdir/raw_fbank.$j.scp"; done | LC_ALL=C sort -k1,1 \
+  > "$tmp_feats"
+got=$(wc -l < "$tmp_feats")
+if [ "$got" -ne "$num_utts" ]; then
+  echo "$0: error: jobs wrote $got feature entries for $num_utts utterances" >&2
+  exit 1
+fi
+rm -f "${split_scps[@]}"
+mv "$tmp_frames" "$data/utt2num_frames"
+mv "$tmp_feats" "$data/feats.scp"  # last: marks the stage complete
+echo "$0: wrote $data/feats.scp ($num_utts utterances)"
