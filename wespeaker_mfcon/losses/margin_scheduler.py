@@ -8,6 +8,7 @@ Epochs are counted from 1 and iterations from 0, as in WeSpeaker:
 
 "exp" growth: ratio = 1 - 1e-3 ** progress (fast at first); "linear": ratio = progress.
 step(iter) sets the margin from the iteration alone, so a resumed run gets the same margin.
+update_margin=False (WeSpeaker's switch) keeps the initial margin throughout.
 """
 
 import math
@@ -17,7 +18,7 @@ class MarginScheduler:
 
     def __init__(self, projection, initial_margin: float = 0.0, final_margin: float = 0.2,
                  increase_start_epoch: int = 20, fix_start_epoch: int = 40,
-                 increase_type: str = "exp", epoch_iter: int = 1):
+                 increase_type: str = "exp", epoch_iter: int = 1, update_margin: bool = True):
         if increase_type not in ("exp", "linear"):
             raise ValueError(f"increase_type must be 'exp' or 'linear', got {increase_type!r}")
         if fix_start_epoch < increase_start_epoch:
@@ -28,11 +29,14 @@ class MarginScheduler:
         self.initial_margin = initial_margin
         self.final_margin = final_margin
         self.increase_type = increase_type
+        self.update_margin = update_margin
         self.increase_start_iter = (increase_start_epoch - 1) * epoch_iter
         self.fix_start_iter = (fix_start_epoch - 1) * epoch_iter
         self.projection.update(initial_margin)
 
     def margin_at(self, current_iter: int) -> float:
+        if not self.update_margin:
+            return self.initial_margin
         if current_iter >= self.fix_start_iter:
             return self.final_margin
         if current_iter < self.increase_start_iter:
