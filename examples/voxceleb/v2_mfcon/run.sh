@@ -21,19 +21,24 @@ train_root=""             # VoxCeleb-layout training tree; all three empty = min
 test_root=""
 trials=""                 # VoxCeleb-format trial lists (space-separated)
 mini_opts=""              # options of tools/make_mini_corpus.py
+musan_root=""             # local MUSAN and RIRS_NOISES copies -> data/aug/{noise,rir}.scp for
+rir_root=""               #   data_type: raw configs (the mini corpus gets a synthetic set)
 num_avg=3
 score_norm_method=asnorm  # asnorm | snorm
 top_n=100
 
 help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir DIR] [--data DIR]
   [--nj N] [--gpus 0,1] [--cpu_procs N] [--train_root DIR --test_root DIR --trials 'F1 F2']
+  [--musan_root DIR] [--rir_root DIR] [--mini_opts '--num_train_spk 40 ...']
   [--num_avg N] [--score_norm_method asnorm|snorm] [--top_n N] [--train_opts '--key value']
 Stages: 0 data prep, 1 fbank, 2 train + average, 3 embeddings, 4 scoring, 5 ONNX export."
 . tools/parse_options.sh
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
   echo "stage 0: data preparation"
+  use_mini=false
   if [ -z "${train_root}${test_root}${trials}" ]; then
+    use_mini=true
     python tools/make_mini_corpus.py --out_dir ${data}/mini ${mini_opts}
     train_root=${data}/mini/train/wav; test_root=${data}/mini/test/wav
     trials=${data}/mini/test/trials.txt
@@ -43,6 +48,12 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
   fi
   python -m wespeaker_mfcon.bin.prepare_data --train_root ${train_root} \
     --test_root ${test_root} --trials ${trials} --data ${data}
+  if [ -n "${musan_root}${rir_root}" ]; then
+    python -m wespeaker_mfcon.bin.prepare_aug_lists ${musan_root:+--musan_root ${musan_root}} \
+      ${rir_root:+--rir_root ${rir_root}} --out_dir ${data}/aug
+  elif ${use_mini}; then
+    python -m wespeaker_mfcon.bin.prepare_aug_lists --synthetic 6 --out_dir ${data}/aug
+  fi
 fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
