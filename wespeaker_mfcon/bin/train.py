@@ -104,7 +104,7 @@ def build_loader(conf, data_dir, spk2id, rank, world, seed):
     augmentor = None
     if conf.get("data_type", "feat") == "raw" and ds_args.get("aug_args"):
         from wespeaker_mfcon.dataset.augment import Augmentor
-        augmentor = Augmentor(ds_args["aug_args"])
+        augmentor = Augmentor(resolve_data_paths(ds_args["aug_args"], data_dir))
     speeds = ds_args.get("speeds", [1.0]) if ds_args.get("speed_perturb") else [1.0]
     dataset = SpeakerChunkDataset(data_dir, spk2id, ds_args["num_frames"],
                                   conf.get("data_type", "feat"), augmentor, speeds)
@@ -118,6 +118,13 @@ def build_loader(conf, data_dir, spk2id, rank, world, seed):
                         # RNG, or a run resumed mid-epoch would draw different dropout masks
                         generator=torch.Generator().manual_seed(seed))
     return loader, sampler
+
+
+def resolve_data_paths(aug_args, data_dir):
+    """Replace "{data}" in the noise/RIR list paths by the parent of the training data dir."""
+    data_root = os.path.dirname(os.path.abspath(data_dir))
+    return {k: v.replace("{data}", data_root) if isinstance(v, str) else v
+            for k, v in aug_args.items()}
 
 
 def training_state(trainer, optimizer, scheduler, epoch, batch_in_epoch, global_step):
