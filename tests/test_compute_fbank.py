@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from wespeaker_mfcon.bin import compute_fbank
-from wespeaker_mfcon.frontend.fbank import fbank, num_frames
+from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank, num_frames
 from wespeaker_mfcon.utils.audio import load_wav
 from wespeaker_mfcon.utils.cli import run_main
 
@@ -35,7 +35,8 @@ def _make_data(root, n=5, sr=16000):
 
 
 def _expected(path):
-    return fbank(torch.from_numpy(load_wav(path)) * 32768.0).numpy()
+    """The project's front end (sherpa-onnx's: high_freq -400, snip_edges=False)."""
+    return fbank(torch.from_numpy(load_wav(path)) * 32768.0, **FBANK_DEFAULTS).numpy()
 
 
 def test_compute_fbank_matches_fbank(tmp_path):
@@ -52,12 +53,52 @@ def test_compute_fbank_matches_fbank(tmp_path):
     for utt, path in wavs.items():
         got, want = feats[utt], _expected(path)
         assert got.dtype == np.float32
-        assert got.shape == want.shape == (num_frames(len(load_wav(path))), 80)
+        n = len(load_wav(path))
+        assert got.shape == want.shape == (num_frames(n), 80) == ((n + 80) // 160, 80)
         assert int(u2nf[utt]) == got.shape[0]
         assert np.abs(got - want).max() <= 1e-4
-    assert feats["spk1-utt4"].shape[0] == 98  # the 8 kHz file, resampled: 1.0 s
+    assert feats["spk1-utt4"].shape[0] == 100  # the 8 kHz file, resampled: 1.0 s
     assert all(line.split()[1].startswith(str(out / "f.ark") + ":")
                for line in open(out / "f.scp"))
+
+
+@pytest.mark.parametrize("chunk,batch", [(1, 3), (7, 2), (1000, 4), (100000, 1)])
+def test_compute_fbank_odd_lengths_exact(tmp_path, chunk, batch):
+    """Edges reflected per utterance (snip_edges=False), cut into pieces, batched: the same
+    features as one fbank call per utterance, for lengths that are not whole frames, down to
+    one frame (80 samples), and with pieces of a single frame."""
+    rng = np.random.default_rng(3)
+    lengths = [80, 239, 401, 12345, 16080, 16079, 33333]
+    os.makedirs(tmp_path / "wav")
+    lines = []
+    for i, n in enumerate(lengths):
+        path = tmp_path / "wav" / f"x{i}.wav"
+        x = 0.1 * rng.standard_normal(n) + 0.3 * np.sin(np.arange(n) * 0.05 * (i + 1))
+        sf.write(path, x.astype(np.float32), 16000, subtype="PCM_16")
+        lines.append(f"x{i} {path}\n")
+    (tmp_path / "wav.scp").write_text("".join(lines))
+    out = tmp_path / "out"
+    compute_fbank.main(["--wav_scp", str(tmp_path / "wav.scp"), "--ark", str(out / "f.ark"),
+                        "--scp", str(out / "f.scp"), "--utt2num_frames", str(out / "u2nf"),
+                        "--batch_size", str(batch), "--max_chunk_frames", str(chunk),
+                        "--no_progress"])
+    feats = dict(kaldiio.load_scp(str(out / "f.scp")))
+    for i, n in enumerate(lengths):
+        got, want = feats[f"x{i}"], _expected(str(tmp_path / "wav" / f"x{i}.wav"))
+        assert got.shape == want.shape == ((n + 80) // 160, 80)
+        assert np.abs(got - want).max() <= 1e-4
+
+
+def test_too_short_file_is_an_error(tmp_path, capsys):
+    os.makedirs(tmp_path / "wav")
+    sf.write(tmp_path / "wav" / "a.wav", np.zeros(79, np.float32), 16000, subtype="PCM_16")
+    (tmp_path / "wav.scp").write_text(f"a {tmp_path}/wav/a.wav\n")
+    out = tmp_path / "out"
+    err = _run_cli(["--wav_scp", str(tmp_path / "wav.scp"), "--ark", str(out / "f.ark"),
+                    "--scp", str(out / "f.scp"), "--utt2num_frames", str(out / "u2nf"),
+                    "--no_progress"], capsys)
+    assert len(err) == 1 and "wav.scp:1" in err[0] and "too short" in err[0]
+    assert not (out / "f.scp").exists()
 
 
 def _run_cli(argv, capsys):

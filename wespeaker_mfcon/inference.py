@@ -80,11 +80,13 @@ class Embedder:
             return self.net(torch.from_numpy(feats).to(self.device)).float().cpu().numpy()
 
     def wav_feats(self, path):
-        """(T, F) fbank of a wav file, as stage 1 computes it."""
+        """(T, F) fbank of a wav file with the project's front end (FBANK_DEFAULTS), as stage 1
+        computes it and as sherpa-onnx's SpeakerEmbeddingExtractor does."""
+        from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS
         from wespeaker_mfcon.utils.audio import load_wav
 
-        wave = torch.from_numpy(load_wav(path)) * 32768.0
-        return fbank(wave, num_mel_bins=self.num_mel_bins).numpy()
+        wave = torch.from_numpy(load_wav(path, FBANK_DEFAULTS["sample_rate"])) * 32768.0
+        return fbank(wave, **dict(FBANK_DEFAULTS, num_mel_bins=self.num_mel_bins)).numpy()
 
     def embed_wav(self, path):
         return self.embed_feats(self.wav_feats(path)[None])[0]

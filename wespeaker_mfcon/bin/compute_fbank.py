@@ -1,12 +1,15 @@
-"""Stage 1: Kaldi-compatible log-mel fbank for every utterance of a wav.scp.
+"""Stage 1: log-mel fbank (the project's front end) for every utterance of a wav.scp.
 
     python -m wespeaker_mfcon.bin.compute_fbank --wav_scp data/train/wav.scp \\
         --ark fbank/raw_fbank.1.ark --scp fbank/raw_fbank.1.scp \\
         --utt2num_frames fbank/utt2num_frames.1
 
 Features are float32 (T, num_mel_bins) matrices written with kaldiio, no dither, no CMN (CMN is
-applied when the features are used). Outputs are first written under temporary names and
-renamed at the end, the scp last, so a job that fails leaves no scp that looks complete.
+applied when the features are used), computed with FBANK_DEFAULTS (sherpa-onnx's front end:
+mel 20 Hz .. Nyquist - 400 Hz, snip_edges=False), so they equal fbank(load_wav(path) * 32768.0)
+and what sherpa-onnx computes from the same wav. Outputs are first written under temporary
+names and renamed at the end, the scp last, so a job that fails leaves no scp that looks
+complete.
 Bad input (missing or unreadable audio, too short, non-finite features) stops the job with one
 'error:' line naming the wav.scp line and the file.
 """
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wespeaker_mfcon.frontend.fbank import fbank, num_frames
+from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank, num_frames, pad_edges
 from wespeaker_mfcon.utils.audio import load_wav
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.file_utils import DataError, atomic_write, read_scp, write_table
@@ -30,17 +33,19 @@ logger = logging.getLogger("compute_fbank")
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description="Compute Kaldi-compatible log-mel fbank features "
-                                "for a wav.scp and write them as kaldiio ark/scp.")
+    p = argparse.ArgumentParser(description="Compute log-mel fbank features (the project's "
+                                "sherpa-onnx-compatible front end) for a wav.scp and write them "
+                                "as kaldiio ark/scp.")
     p.add_argument("--wav_scp", required=True, help="'utt path' per line")
     p.add_argument("--ark", required=True, help="output ark file")
     p.add_argument("--scp", required=True, help="output scp file (entries point into --ark)")
     p.add_argument("--utt2num_frames", required=True, help="output 'utt num_frames' file")
-    p.add_argument("--num_mel_bins", type=int, default=80)
-    p.add_argument("--sample_rate", type=int, default=16000,
+    d = FBANK_DEFAULTS
+    p.add_argument("--num_mel_bins", type=int, default=d["num_mel_bins"])
+    p.add_argument("--sample_rate", type=int, default=d["sample_rate"],
                    help="audio at other rates is resampled to this rate, with a warning")
-    p.add_argument("--frame_length_ms", type=float, default=25.0)
-    p.add_argument("--frame_shift_ms", type=float, default=10.0)
+    p.add_argument("--frame_length_ms", type=float, default=d["frame_length_ms"])
+    p.add_argument("--frame_shift_ms", type=float, default=d["frame_shift_ms"])
     p.add_argument("--batch_size", type=int, default=4,
                    help="pieces of audio (of at most --max_chunk_frames frames) per fbank call")
     p.add_argument("--max_chunk_frames", type=int, default=1000,
@@ -81,7 +86,8 @@ def read_wav_scp(path):
 
 
 def _pieces(num, length, shift, max_frames):
-    """Sample ranges of consecutive frame blocks: [(start, end, frames), ...] covering `num`."""
+    """Sample ranges of consecutive frame blocks: [(start, end, frames), ...] covering the
+    snip_edges=True frames of `num` samples (overlapping by length - shift samples)."""
     total = max(0, (num - length) // shift + 1)  # snip_edges=True
     out = []
     for f0 in range(0, total, max_frames):
@@ -92,12 +98,20 @@ def _pieces(num, length, shift, max_frames):
 
 class FbankComputer:
     """Batched fbank of whole utterances, bit-for-bit independent of how they are batched
-    up to float rounding of the matmuls (<< 1e-5)."""
+    up to float rounding of the matmuls (<< 1e-5).
+
+    With snip_edges=False (FBANK_DEFAULTS) each utterance is first reflected at its ends
+    (pad_edges), which turns its frames into the snip_edges=True frames of the padded signal;
+    those are cut into overlapping pieces of at most max_chunk_frames frames and zero-padded
+    into batches, both exact for snip_edges=True.
+    """
 
     def __init__(self, args):
-        self.opts = dict(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins,
-                         frame_length_ms=args.frame_length_ms, frame_shift_ms=args.frame_shift_ms,
-                         dither=0.0)
+        self.opts = dict(FBANK_DEFAULTS, sample_rate=args.sample_rate,
+                         num_mel_bins=args.num_mel_bins, frame_length_ms=args.frame_length_ms,
+                         frame_shift_ms=args.frame_shift_ms, dither=0.0)
+        self.frame_opts = {k: self.opts[k] for k in ("sample_rate", "frame_length_ms",
+                                                      "frame_shift_ms")}
         self.length = int(args.sample_rate * 0.001 * args.frame_length_ms)
         self.shift = int(args.sample_rate * 0.001 * args.frame_shift_ms)
         self.batch_size = max(1, args.batch_size)
@@ -106,24 +120,27 @@ class FbankComputer:
 
     def __call__(self, wavs):
         """list of 1-D float numpy arrays in [-1, 1] -> list of float32 (T, F) arrays."""
-        pieces = []  # (utt index, samples)
+        pieces = []  # (utt index, samples, frames): snip_edges=True pieces
         for i, wav in enumerate(wavs):
-            for s, e, _ in _pieces(len(wav), self.length, self.shift, self.max_frames):
-                pieces.append((i, wav[s:e]))
+            wav = torch.from_numpy(np.asarray(wav, dtype=np.float32))
+            if not self.opts["snip_edges"]:
+                wav = pad_edges(wav, **self.frame_opts)
+            for s, e, nf in _pieces(len(wav), self.length, self.shift, self.max_frames):
+                pieces.append((i, wav[s:e], nf))
         outs = [[] for _ in wavs]
         for b in range(0, len(pieces), self.batch_size):
             batch = pieces[b:b + self.batch_size]
-            width = max(len(p) for _, p in batch)
-            x = np.zeros((len(batch), width), dtype=np.float32)
-            for j, (_, p) in enumerate(batch):
+            width = max(len(p) for _, p, _ in batch)
+            x = torch.zeros((len(batch), width))
+            for j, (_, p, _) in enumerate(batch):
                 x[j, :len(p)] = p
             with torch.inference_mode():
-                feats = fbank(torch.from_numpy(x).to(self.device) * 32768.0, **self.opts).cpu()
-            for j, (i, p) in enumerate(batch):
-                outs[i].append(feats[j, :num_frames(len(p), self.opts["sample_rate"],
-                                                    self.opts["frame_length_ms"],
-                                                    self.opts["frame_shift_ms"])])
-        return [torch.cat(o).numpy().astype(np.float32, copy=False) for o in outs]
+                feats = fbank(x.to(self.device) * 32768.0,
+                              **dict(self.opts, snip_edges=True)).cpu()
+            for j, (i, _, nf) in enumerate(batch):
+                outs[i].append(feats[j, :nf])
+        return [torch.cat(o).numpy().astype(np.float32, copy=False) if o else
+                np.zeros((0, self.opts["num_mel_bins"]), dtype=np.float32) for o in outs]
 
 
 def _tmp_name(path):
@@ -159,12 +176,11 @@ def compute(args):
                     wav = load_wav(path, args.sample_rate)
                 except DataError as e:
                     raise DataError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {e}") from None
-                nf = num_frames(len(wav), args.sample_rate, args.frame_length_ms,
-                                args.frame_shift_ms)
+                nf = num_frames(len(wav), **computer.frame_opts,
+                                snip_edges=computer.opts["snip_edges"])
                 if nf == 0:
                     raise DataError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {path}: "
-                                    f"{len(wav)} samples is shorter than one "
-                                    f"{args.frame_length_ms:g} ms frame")
+                                    f"{len(wav)} samples is too short for one fbank frame")
                 group.append((utt, wav, nf))
                 group_frames += nf
                 if group_frames >= budget or n == len(entries) - 1:

@@ -1,0 +1,129 @@
+"""Stage 3 and 5 as users run them: extract.sh from .pt and .onnx, ONNX parity, sherpa-onnx."""
+
+import os
+import subprocess
+import sys
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import RECIPE, python_env, write_tree
+from train_utils import TINY_MODEL
+from wespeaker_mfcon.bin.export_onnx import main as export_main
+from wespeaker_mfcon.inference import Embedder, load_model
+from wespeaker_mfcon.models import build_model
+from wespeaker_mfcon.utils.file_utils import DataError
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    """An experiment dir with a config and a (randomly initialized, BN-calibrated) model."""
+    root = tmp_path_factory.mktemp("exp")
+    model_args = dict(TINY_MODEL, input_dim=80)
+    conf = {"model": "mfa_conformer", "model_args": model_args, "mfcon_args": {"enable": True}}
+    (root / "models").mkdir()
+    (root / "config.yaml").write_text(yaml.safe_dump(conf))
+    torch.manual_seed(0)
+    model = build_model("mfa_conformer", model_args)
+    model.train()
+    with torch.no_grad():  # give BatchNorm non-trivial running statistics
+        model(torch.randn(8, 120, 80) * 3)
+    torch.save({"model": model.state_dict()}, root / "models" / "avg_model.pt")
+    export_main(["--exp_dir", str(root), "--checkpoint", str(root / "models/avg_model.pt"),
+                 "--output", str(root / "models/avg_model.onnx")])
+    wavs = root / "wavs"
+    rels = write_tree(str(wavs), speakers=2, videos=2, utts=2, seconds=1.3)
+    (root / "wav.scp").write_text("".join(f"{r[:-4]} {wavs / r}\n" for r in rels))
+    return root
+
+
+def run_extract(exp, model, out):
+    proc = subprocess.run(["bash", "extract.sh", "--model", str(model), "--wav_scp",
+                           str(exp / "wav.scp"), "--out_dir", str(out), "--nj", "2"],
+                          cwd=RECIPE, capture_output=True, text=True, env=python_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {k: v for k, v in kaldiio.load_scp(str(out / "xvector.scp")).items()}
+
+
+def test_onnx_matches_pytorch_at_two_lengths_and_batch_sizes(exp):
+    pt, onnx = Embedder(str(exp / "models/avg_model.pt")), Embedder(str(exp / "models/avg_model.onnx"))
+    rng = np.random.default_rng(1)
+    for batch, length in [(1, 150), (3, 401)]:
+        feats = (rng.standard_normal((batch, length, 80)) * 3 + 4).astype(np.float32)
+        assert np.abs(pt.embed_feats(feats) - onnx.embed_feats(feats)).max() < 1e-4
+
+
+def test_onnx_has_sherpa_metadata(exp):
+    import onnx
+    meta = {p.key: p.value for p in onnx.load(str(exp / "models/avg_model.onnx")).metadata_props}
+    assert meta["output_dim"] == "16" and meta["sample_rate"] == "16000"
+    assert meta["framework"] == "wespeaker" and meta["normalize_samples"] == "0"
+    assert meta["feature_normalize_type"] == "global-mean" and "language" in meta
+
+
+def test_extract_sh_from_pt_and_onnx_agree(exp):
+    from_pt = run_extract(exp, exp / "models/avg_model.pt", exp / "emb_pt")
+    from_onnx = run_extract(exp, exp / "models/avg_model.onnx", exp / "emb_onnx")
+    assert len(from_pt) == 8 and from_pt.keys() == from_onnx.keys()
+    for key in from_pt:
+        assert from_pt[key].shape == (16,)
+        assert np.abs(from_pt[key] - from_onnx[key]).max() < 1e-4
+
+
+def test_sherpa_onnx_loads_the_file_and_agrees(exp):
+    sherpa_onnx = pytest.importorskip("sherpa_onnx")
+    import soundfile as sf
+    config = sherpa_onnx.SpeakerEmbeddingExtractorConfig(
+        model=str(exp / "models/avg_model.onnx"), num_threads=1)
+    extractor = sherpa_onnx.SpeakerEmbeddingExtractor(config)
+    assert extractor.dim == 16
+    ours = load_model(str(exp / "models/avg_model.onnx"))
+    for line in (exp / "wav.scp").read_text().splitlines()[:4]:
+        path = line.split()[1]
+        samples, sr = sf.read(path, dtype="float32")
+        stream = extractor.create_stream()
+        stream.accept_waveform(sample_rate=sr, waveform=samples)
+        stream.input_finished()
+        theirs = np.array(extractor.compute(stream))
+        mine = ours.embed_wav(path)
+        cos = theirs @ mine / (np.linalg.norm(theirs) * np.linalg.norm(mine))
+        assert cos >= 0.99, (path, cos)
+
+
+def test_export_fails_and_leaves_no_file_when_parity_is_broken(exp, tmp_path):
+    out = tmp_path / "x.onnx"
+    with pytest.raises(DataError, match="differs from PyTorch"):
+        export_main(["--exp_dir", str(exp), "--checkpoint", str(exp / "models/avg_model.pt"),
+                     "--output", str(out), "--tol", "0"])
+    assert not out.exists() and not list(tmp_path.glob("*.onnx"))
+
+
+def test_cli_compare_and_embed(exp, tmp_path):
+    wavs = [l.split()[1] for l in (exp / "wav.scp").read_text().splitlines()]
+    cmd = [sys.executable, "-m", "wespeaker_mfcon.cli"]
+    same = subprocess.run(cmd + ["compare", "--model", str(exp), wavs[0], wavs[0]],
+                          capture_output=True, text=True, env=python_env())
+    assert same.returncode == 0 and float(same.stdout.split()[0]) == pytest.approx(1.0, abs=1e-5)
+    out = tmp_path / "e.npy"
+    subprocess.run(cmd + ["embed", "--model", str(exp / "models/avg_model.onnx"), *wavs[:3],
+                          "--out", str(out)], check=True, env=python_env())
+    embs = np.load(out)
+    api = load_model(str(exp))
+    assert embs.shape == (3, 16)
+    assert np.abs(embs[1] - api.embed_wav(wavs[1])).max() < 1e-4
+    assert api.score(wavs[0], wavs[1]) == pytest.approx(
+        float(embs[0] @ embs[1] / np.linalg.norm(embs[0]) / np.linalg.norm(embs[1])), abs=1e-4)
+
+
+def test_cli_bad_wav_is_one_error_line(exp, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not a wav")
+    proc = subprocess.run([sys.executable, "-m", "wespeaker_mfcon.cli", "compare", "--model",
+                           str(exp), str(bad), str(bad)], capture_output=True, text=True,
+                          env=python_env())
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error:") and "bad.wav" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
