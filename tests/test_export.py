@@ -127,3 +127,11 @@ def test_cli_bad_wav_is_one_error_line(exp, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error:") and "bad.wav" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_short_utterance_is_repeated_to_the_minimum_length(exp):
+    pt, onnx = Embedder(str(exp / "models/avg_model.pt")), Embedder(str(exp / "models/avg_model.onnx"))
+    short = np.random.default_rng(2).standard_normal((1, 7, 80)).astype(np.float32)
+    tiled = np.tile(short, (1, 3, 1))[:, :20]
+    assert np.abs(pt.embed_feats(short) - pt.embed_feats(tiled)).max() == 0
+    assert np.abs(pt.embed_feats(short) - onnx.embed_feats(short)).max() < 1e-4

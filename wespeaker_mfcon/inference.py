@@ -19,6 +19,9 @@ from wespeaker_mfcon.utils.config import load_config
 from wespeaker_mfcon.utils.file_utils import DataError
 
 
+MIN_FRAMES = 20  # the exported graph's minimum length (export_onnx uses the same bound)
+
+
 class EmbeddingNet(nn.Module):
     """Per-utterance mean normalization followed by the model; returns only the embedding."""
 
@@ -72,8 +75,15 @@ class Embedder:
             self.num_mel_bins = conf.get("model_args", {}).get("input_dim", 80)
 
     def embed_feats(self, feats):
-        """feats: (B, T, F) float32 numpy (same T within the batch) -> (B, E) numpy."""
+        """feats: (B, T, F) float32 numpy (same T within the batch) -> (B, E) numpy.
+
+        Utterances shorter than MIN_FRAMES are repeated in time up to it (as training does
+        for short utterances): the convolutional front of the models needs a few frames.
+        """
         feats = np.ascontiguousarray(feats, dtype=np.float32)
+        if feats.shape[1] < MIN_FRAMES:
+            reps = -(-MIN_FRAMES // feats.shape[1])
+            feats = np.ascontiguousarray(np.tile(feats, (1, reps, 1))[:, :MIN_FRAMES])
         if self.backend == "onnx":
             return self.session.run(["embs"], {"feats": feats})[0]
         with torch.inference_mode():

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from wespeaker_mfcon.inference import load_embedding_net
+from wespeaker_mfcon.inference import MIN_FRAMES, load_embedding_net
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.file_utils import DataError
 
@@ -39,7 +39,7 @@ def get_args(argv=None):
 def export(net, feat_dim, path, opset):
     """Dynamo export with dynamic batch and time; example batch of 2 (B=1 gets specialized)."""
     example = torch.randn(2, 200, feat_dim)
-    batch, time = torch.export.Dim("B"), torch.export.Dim("T", min=20)
+    batch, time = torch.export.Dim("B"), torch.export.Dim("T", min=MIN_FRAMES)
     program = torch.onnx.export(net, (example,), dynamo=True, external_data=False,
                                 input_names=["feats"], output_names=["embs"],
                                 dynamic_shapes=({0: batch, 1: time},), opset_version=opset,
