@@ -12,7 +12,8 @@ for j in $(seq 1 "$nj"); do
   log=${log_pattern//JOB/$j}
   mkdir -p "$(dirname "$log")"
   args=(); for a in "$@"; do args+=("${a//JOB/$j}"); done
-  { echo "# ${args[*]}"; "${args[@]}"; } > "$log" 2>&1 &
+  # one BLAS thread per job: the jobs themselves fill the cores
+  { echo "# ${args[*]}"; OMP_NUM_THREADS=1 "${args[@]}"; } > "$log" 2>&1 &
   pids+=($!)
 done
 status=0

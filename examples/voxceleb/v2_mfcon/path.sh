@@ -1,5 +1,4 @@
-# Environment for the recipe: the package from this checkout, one BLAS thread per process.
+# Environment for the recipe: the package from this checkout.
 export PYTHONPATH=$(cd ../../.. && pwd):${PYTHONPATH:-}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export PYTHONUNBUFFERED=1
 export LC_ALL=C
