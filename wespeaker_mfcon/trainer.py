@@ -91,7 +91,8 @@ class EpochRunner:
         """One pass over loader; on_step(global_step) is called after every step."""
         self.trainer.train()
         totals, count = torch.zeros(4), 0
-        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not self.is_main, leave=False,
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=None if self.is_main else True,
+                   leave=False,
                    mininterval=2.0, dynamic_ncols=True)
         for chunks, labels in bar:
             stats = self.step(chunks, labels, global_step)

@@ -35,7 +35,7 @@ import wave
 import numpy as np
 import scipy.fft as sfft
 from scipy.ndimage import uniform_filter1d
-from scipy.signal import fftconvolve
+from scipy.signal import fftconvolve, lfilter
 
 from wespeaker_mfcon.utils.file_utils import DataError, atomic_write
 
@@ -56,17 +56,22 @@ DEFAULTS = dict(
     num_trials=1800,
 )
 
+# Bumped whenever the synthesis changes its output: a corpus made by another version is not
+# taken as complete.
+GENERATOR_VERSION = 1
 DONE_MARKER = ".done"
 INCOMPLETE_MARKER = ".incomplete"
 
 # Keys of the random generators: (seed, purpose, split, spk, sess, utt).
-_P_SPEAKER, _P_SESSION, _P_UTT, _P_TRIALS, _P_NAME, _P_SPK_ACCENT = 1, 2, 3, 4, 5, 6
+_P_SPEAKER, _P_SESSION, _P_UTT, _P_TRIALS, _P_NAME = 1, 2, 3, 4, 5
 
 # STFT used by the synthesizer.
 _N_FFT = 512
 _HOP = 128
 _BIN_HZ = np.arange(_N_FFT // 2 + 1) * (SAMPLE_RATE / _N_FFT)
 _WIN = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(_N_FFT) / _N_FFT))  # sqrt periodic Hann
+_WIN32 = _WIN.astype(np.float32)
+_F2_32 = (_BIN_HZ ** 2).astype(np.float32)
 _OLA_GAIN = 2.0  # sum of Hann windows at 75 % overlap
 _FRAME_S = _HOP / SAMPLE_RATE
 
@@ -115,6 +120,28 @@ _ONSETS = ("p", "t", "k", "b", "d", "g", "m", "n", "l", "r", "w", "y", "s", "sh"
            "h", "z", "v")
 _CODAS = ("p", "t", "k", "d", "g", "m", "n", "ng", "l", "r", "s", "sh", "f", "z", "v")
 
+# ---------------------------------------------------------------------------------------------
+# Strength of the variability. Tuned (tests/test_mini_corpus.py measures it) so that on the
+# default corpus a trivial embedding -- mean and std over time of the raw 80-dim log-mel
+# fbank, cosine scoring -- stays poor (EER ~ 35-40 %), while LDA on the same statistics,
+# trained on the train speakers, reaches ~ 10 %: the speaker is learnable, the channel is not
+# to be ignored.
+# ---------------------------------------------------------------------------------------------
+# Speakers: scale of the fixed voice-quality shape (spectral tilt, piriform-fossa antiresonance,
+# nasal coupling) and spread of the vocal-tract factor around its F0-predicted value.
+_SPK = dict(tilt_scale=1.5, fossa_db=10.0, nasal_db=6.0, vtl_sd=0.06)
+# Sessions: EQ (dB/octave tilt, bump sigma, highest high-pass cut-off, chance of a telephone-
+# like low-pass, lowest wide-band low-pass), room (chance of dry, RT60 s, direct-to-reverberant
+# dB), noise (slope dB/octave, bump sigma, chance of hum, chance of syllabic modulation,
+# SNR dB), vocal effort (F0 shift sigma, semitones), level (session dBFS range, per-utterance
+# sigma).
+_CH = dict(eq_tilt=1.0, eq_db=3.0, hp_max=100.0, tel_p=0.05, lp_min=6500.0,
+           dry_p=0.25, rt60=(0.15, 0.8), drr=(-3.0, 12.0),
+           noise_slope=(-6.0, -3.0), noise_bump_db=4.0, hum_p=0.1, babble_p=0.1,
+           snr=(15.0, 35.0), f0_shift=1.0, level=(-28.0, -22.0), utt_level=1.0)
+# Content: factor on pause durations, chance of a syllable onset / coda, of a short word gap.
+_CT = dict(pause=0.3, onset_p=0.8, coda_p=0.45, gap_p=0.05)
+
 
 def _rng(seed, purpose, split=0, spk=0, sess=0, utt=0):
     """A generator that depends only on its key, never on what was drawn before."""
@@ -144,7 +171,8 @@ def speaker_params(seed, split, spk):
     # F0 and vocal-tract factor are correlated (as across sexes and ages), with wide overlap.
     u = r.uniform()
     f0 = 85.0 * (240.0 / 85.0) ** u
-    vtl = float(np.clip(0.92 + 0.26 * u + r.normal(0, 0.06), 0.82, 1.32))  # formant factor
+    # Formant factor (1 = the adult male reference tract; higher = shorter tract).
+    vtl = float(np.clip(0.92 + 0.26 * u + r.normal(0, _SPK["vtl_sd"]), 0.8, 1.35))
     p = dict(
         f0=f0,
         f0_range=r.uniform(0.5, 1.6),          # factor on intonation excursions
@@ -163,16 +191,39 @@ def speaker_params(seed, split, spk):
     )
     # A personal accent: every phone target moved by a few percent, F1/F2/F3 independently.
     p["accent"] = r.normal(1.0, 0.05, size=(len(_PHONE_NAMES), 3))
-    # Preferences for vowels / consonants (idiolect), so phone statistics differ a little.
+    # Vowel preferences (idiolect), so phone statistics differ a little between speakers.
     p["vowel_pref"] = r.dirichlet(np.full(len(_VOWEL_NAMES), 3.0))
+    # Fixed voice-quality shape of the voiced spectrum (gain over the STFT bins): spectral
+    # tilt, the antiresonance of the piriform fossae (4-5 kHz, scaled by the tract length) and
+    # a speaker-specific degree of nasal coupling (a low pole/zero pair).
+    f = np.maximum(_BIN_HZ, 1.0)
+    gain_db = _SPK["tilt_scale"] * p["tilt"] * np.log2(np.maximum(f, 80.0) / 1000.0)
+    fz = r.uniform(3900, 5000) * vtl
+    gain_db -= _SPK["fossa_db"] * r.uniform(0.3, 1.0) * np.exp(
+        -0.5 * (np.log2(f / fz) / r.uniform(0.08, 0.2)) ** 2)
+    nas = r.uniform(0, 1)
+    fp, fzn = r.uniform(250, 400) * vtl, r.uniform(600, 1100) * vtl
+    gain_db += _SPK["nasal_db"] * nas * (np.exp(-0.5 * (np.log2(f / fp) / 0.25) ** 2)
+                                         - np.exp(-0.5 * (np.log2(f / fzn) / 0.15) ** 2))
+    # Resonances above F3 barely move with the phone: F4, F5 and the higher poles of the
+    # tract (spaced like a tube's, up to far above Nyquist, so that together they form the
+    # "higher-pole correction" of a cascade synthesizer) are a fixed part of the speaker.
+    spacing = 1000.0 * vtl * r.normal(1.0, 0.03)
+    fixed = np.ones_like(f)
+    for k in range(4, 41):
+        fk = p["f4"] if k == 4 else p["f5"] + (k - 5) * spacing
+        bk = p["bw"][3] if k == 4 else p["bw"][4] + 100.0 * (k - 5)
+        fixed *= _resonance(f, fk, bk)
+    p["tract_gain"] = fixed.astype(np.float32)
+    p["voice_gain"] = (10 ** (gain_db / 20) * fixed).astype(np.float32)
+    p["noise_shapes"] = _noise_shapes(p).astype(np.float32)
     return p
 
 
-# Strength of the session variability (tuned so that a trivial log-mel statistics embedding
-# stays poor while the speaker remains learnable; see tests/test_mini_corpus.py).
-_CH = dict(eq_tilt=1.5, eq_db=5.0, dry_p=0.25, rt60=(0.15, 0.8), drr=(-3.0, 12.0),
-           noise_bump_db=6.0, hum_p=0.2, babble_p=0.3, snr=(0.0, 25.0), f0_shift=1.0,
-           level=(-34.0, -18.0))
+def _resonance(f, fc, bw):
+    """|H(f)| of a two-pole resonator (centre fc, bandwidth bw), unit gain at DC."""
+    b2 = (0.5 * bw) ** 2
+    return (fc * fc + b2) / np.sqrt(((f - fc) ** 2 + b2) * ((f + fc) ** 2 + b2))
 
 
 def session_params(seed, split, spk, sess):
@@ -185,16 +236,17 @@ def session_params(seed, split, spk, sess):
     for _ in range(r.integers(2, 6)):
         fc = np.exp(r.uniform(np.log(120), np.log(6500)))
         width = r.uniform(0.3, 1.5)
-        eq += r.normal(0, _CH["eq_db"]) * np.exp(-0.5 * ((np.log2(np.maximum(k, 1) / fc)) / width) ** 2)
-    hp = np.exp(r.uniform(np.log(40), np.log(350)))
-    lp = r.uniform(3400, 5500) if r.uniform() < 0.3 else r.uniform(6000, 7900)
+        eq += r.normal(0, _CH["eq_db"]) * np.exp(
+            -0.5 * (np.log2(np.maximum(k, 1) / fc) / width) ** 2)
+    hp = np.exp(r.uniform(np.log(40), np.log(_CH["hp_max"])))
+    lp = r.uniform(3400, 5500) if r.uniform() < _CH["tel_p"] else r.uniform(_CH["lp_min"], 7900)
     with np.errstate(divide="ignore"):
         eq += 20 * np.log10(np.maximum(1e-6, 1 / np.sqrt(1 + (hp / np.maximum(k, 1e-3)) ** 4)))
     eq += 20 * np.log10(1 / np.sqrt(1 + (k / lp) ** 8))
     eq_gain = 10 ** (eq / 20)
     # Linear-phase FIR of the EQ.
     fir = np.fft.fftshift(np.fft.irfft(eq_gain, _N_FFT)) * np.hanning(_N_FFT)
-    # --- Room: 25 % dry, else exponentially decaying noise tail with a direct path.
+    # --- Room: sometimes dry, else exponentially decaying noise tail with a direct path.
     if r.uniform() < _CH["dry_p"]:
         rir = np.array([1.0])
     else:
@@ -202,7 +254,7 @@ def session_params(seed, split, spk, sess):
         n = int(rt60 * SAMPLE_RATE * 0.8)
         t = np.arange(n) / SAMPLE_RATE
         tail = r.standard_normal(n) * np.exp(-6.9 * t / rt60)
-        # High frequencies decay faster: one-pole smoothing of the tail, growing with time.
+        # Walls absorb high frequencies: a low-pass on the tail.
         tail = _one_pole(tail, r.uniform(0.1, 0.6))
         tail[: int(r.uniform(0.001, 0.006) * SAMPLE_RATE)] = 0.0  # gap before reflections
         drr = r.uniform(*_CH["drr"])  # direct-to-reverberant ratio, dB
@@ -211,10 +263,11 @@ def session_params(seed, split, spk, sess):
         rir[0] = 1.0
     speech_ir = np.convolve(rir, fir)
     # --- Noise: coloured, with bumps; sometimes mains hum or syllabic modulation.
-    nshape = r.uniform(-6.0, 0.0) * lk
+    nshape = r.uniform(*_CH["noise_slope"]) * lk
     for _ in range(r.integers(1, 4)):
         fc = np.exp(r.uniform(np.log(100), np.log(6000)))
-        nshape += r.normal(0, _CH["noise_bump_db"]) * np.exp(-0.5 * (np.log2(np.maximum(k, 1) / fc) / 0.7) ** 2)
+        nshape += r.normal(0, _CH["noise_bump_db"]) * np.exp(
+            -0.5 * (np.log2(np.maximum(k, 1) / fc) / 0.7) ** 2)
     noise_gain = 10 ** (nshape / 20) * eq_gain
     return dict(
         eq_db=eq, speech_ir=speech_ir, ir_delay=_N_FFT // 2,
@@ -244,7 +297,6 @@ def session_name(seed, split, spk, sess, taken=()):
 
 def _one_pole(x, a):
     """y[n] = (1-a) x[n] + a y[n-1]."""
-    from scipy.signal import lfilter
     return lfilter([1 - a], [1, -a], x)
 
 
@@ -257,7 +309,8 @@ def _noise_shapes(spk):
     s = spk["fric_shift"]
 
     def band(lo, hi, slope_lo=4, slope_hi=2):
-        return 1 / np.sqrt((1 + (lo / np.maximum(f, 1)) ** (2 * slope_lo)) * (1 + (f / hi) ** (2 * slope_hi)))
+        return 1 / np.sqrt((1 + (lo / np.maximum(f, 1)) ** (2 * slope_lo))
+                           * (1 + (f / hi) ** (2 * slope_hi)))
 
     def peak(fc, width):
         return np.exp(-0.5 * (np.log2(np.maximum(f, 1) / fc) / width) ** 2)
@@ -299,7 +352,7 @@ def _content(r, spk, sess, n_frames):
     neutral = np.array([500.0, 1500.0, 2500.0]) * spk["vtl"]
     total = 0
     # Leading silence.
-    lead = frames(r.uniform(50, 300))
+    lead = frames(r.uniform(50, 300) * _CT["pause"])
     segs.append((lead, neutral, 0.0, -1, 0.0, 0.0, 0.0))
     total += lead
     while total < n_frames:
@@ -309,10 +362,10 @@ def _content(r, spk, sess, n_frames):
             stress = r.uniform() < 0.35
             accent = r.uniform(1.0, 3.5) if stress else r.normal(0, 0.4)
             phones = []
-            if r.uniform() < 0.8:
+            if r.uniform() < _CT["onset_p"]:
                 phones.append(_ONSETS[r.integers(len(_ONSETS))])
             phones.append(vowel)
-            if r.uniform() < 0.45:
+            if r.uniform() < _CT["coda_p"]:
                 phones.append(_CODAS[r.integers(len(_CODAS))])
             for ph in phones:
                 tgt = _phone_targets(spk, ph, vowel)
@@ -337,9 +390,9 @@ def _content(r, spk, sess, n_frames):
                 else:
                     segs.append((frames(r.uniform(40, 90)), tgt, vamp, -1, 0.0, 0.0, accent))
             # Short gaps between some words.
-            if r.uniform() < 0.15:
+            if r.uniform() < _CT["gap_p"]:
                 segs.append((frames(r.uniform(30, 90)), neutral, 0.0, -1, 0.0, 0.0, 0.0))
-        segs.append((frames(r.uniform(150, 500)), neutral, 0.0, -1, 0.0, 0.0, 0.0))
+        segs.append((frames(r.uniform(150, 500) * _CT["pause"]), neutral, 0.0, -1, 0.0, 0.0, 0.0))
         total = sum(s[0] for s in segs)
 
     lens = np.array([s[0] for s in segs])
@@ -383,16 +436,17 @@ def _frames_of(x, n_frames):
 
 
 def _formant_envelope(fm, spk):
-    """|H| of a cascade of 5 two-pole resonators per frame: (F, bins)."""
-    f = _BIN_HZ[None, :]
-    n = fm.shape[0]
-    allf = np.concatenate([fm, np.broadcast_to([spk["f4"], spk["f5"]], (n, 2))], axis=1)
-    half_bw = spk["bw"] / 2
-    env = np.ones((n, f.shape[1]))
-    for i in range(5):
-        fi = allf[:, i:i + 1]
-        b2 = half_bw[i] ** 2
-        env *= (fi * fi + b2) / np.sqrt(((f - fi) ** 2 + b2) * ((f + fi) ** 2 + b2))
+    """|H| of the cascade of the F1-F3 resonators per frame: (F, bins)."""
+    # |H| = (fc^2 + b^2) / sqrt(A^2 - 4 f^2 fc^2) with A = f^2 + fc^2 + b^2, b = bw/2.
+    env = None
+    for i in range(3):
+        fc2 = fm[:, i:i + 1] ** 2
+        c = fc2 + np.float32(0.25 * spk["bw"][i] ** 2)
+        a = _F2_32[None, :] + c
+        d = a * a
+        d -= (4 * _F2_32)[None, :] * fc2
+        h = c / np.sqrt(d)
+        env = h if env is None else env * h
     return env
 
 
@@ -410,8 +464,12 @@ def _glottal_source(r, spk, sess, f0_st, n_samples):
     frac = phase - idx
     oq = spk["oq"]
     tp, tn = 0.6 * oq, 0.4 * oq
-    flow = np.where(frac < tp, 0.5 - 0.5 * np.cos(np.pi * frac / tp),
-                    np.where(frac < tp + tn, np.cos(0.5 * np.pi * (frac - tp) / tn), 0.0))
+    # Rosenberg pulse: raised-cosine opening, quarter-cosine closing, closed phase.
+    flow = np.zeros(n_samples)
+    opening = frac < tp
+    closing = ~opening & (frac < tp + tn)
+    flow[opening] = 0.5 - 0.5 * np.cos((np.pi / tp) * frac[opening])
+    flow[closing] = np.cos((0.5 * np.pi / tn) * (frac[closing] - tp))
     flow *= shim[np.minimum(idx, n_per - 1)]
     src = np.diff(flow, prepend=0.0)
     src /= max(np.sqrt(np.mean(src ** 2)), 1e-9)
@@ -444,23 +502,26 @@ def synth_utterance(seed, split, spk, sess, utt, min_dur=DEFAULTS["min_dur"],
     fm, vamp, noise_amp, hamp, f0_st = _content(r, sp, ss, n_frames)
 
     # Excitations and their STFTs.
-    src = _glottal_source(r, sp, ss, f0_st, length)
-    wn = r.standard_normal(length)
-    env = _formant_envelope(fm, sp)
-    tilt = 10 ** (sp["tilt"] * np.log2(np.maximum(_BIN_HZ, 80.0) / 1000.0) / 20)
-    voiced = sfft.rfft(_frames_of(src, n_frames) * _WIN, axis=1)
-    voiced *= (vamp[:, None] * tilt[None, :]) * env
-    nspec = sfft.rfft(_frames_of(wn, n_frames) * _WIN, axis=1)
-    nspec *= noise_amp @ _noise_shapes(sp) + hamp[:, None] * env
-    frames = sfft.irfft(voiced + nspec, _N_FFT, axis=1) * (_WIN / _OLA_GAIN)
+    # (float32 from here to the overlap-add: twice as fast, far below PCM16 resolution.)
+    src = _glottal_source(r, sp, ss, f0_st, length).astype(np.float32)
+    wn = r.standard_normal(length, dtype=np.float32)
+    env = _formant_envelope(fm.astype(np.float32), sp)
+    voiced = sfft.rfft(_frames_of(src, n_frames) * _WIN32, axis=1)
+    voiced *= env * (vamp.astype(np.float32)[:, None] * sp["voice_gain"][None, :])
+    nspec = sfft.rfft(_frames_of(wn, n_frames) * _WIN32, axis=1)
+    nspec *= (noise_amp.astype(np.float32) @ sp["noise_shapes"]
+              + hamp.astype(np.float32)[:, None] * env * sp["tract_gain"])
+    voiced += nspec
+    frames = sfft.irfft(voiced, _N_FFT, axis=1)
+    frames *= _WIN32 / _OLA_GAIN
     # Overlap-add.
-    out = np.zeros(length + _N_FFT)
+    out = np.zeros(length + _N_FFT, dtype=np.float32)
     k = _N_FFT // _HOP
     view = out.reshape(-1, _HOP)
     for j in range(k):
         view[j:j + n_frames] += frames[:, j * _HOP:(j + 1) * _HOP]
     start = _N_FFT - _HOP
-    speech = out[start:start + n]
+    speech = out[start:start + n].astype(np.float64)
     fade = min(n // 4, 160)
     speech[-fade:] *= np.linspace(1, 0, fade)
 
@@ -486,7 +547,7 @@ def synth_utterance(seed, split, spk, sess, utt, min_dur=DEFAULTS["min_dur"],
     y = y + noise
 
     # Level: per session, with a per-utterance change; never clip.
-    level = ss["level"] + r.normal(0, 2.0)
+    level = ss["level"] + r.normal(0, _CH["utt_level"])
     y *= 10 ** (level / 20) / max(np.sqrt(np.mean(y ** 2)), 1e-12)
     peak = np.max(np.abs(y))
     if peak > 0.98:
@@ -571,8 +632,8 @@ def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials):
     u = len(paths)
     per_spk = sessions_per_spk * utts_per_session
 
-    n_tar_possible = num_spk * (per_spk * (per_spk - 1) // 2
-                                - sessions_per_spk * (utts_per_session * (utts_per_session - 1) // 2))
+    same_session_pairs = sessions_per_spk * (utts_per_session * (utts_per_session - 1) // 2)
+    n_tar_possible = num_spk * (per_spk * (per_spk - 1) // 2 - same_session_pairs)
     n_non_possible = u * (u - 1) // 2 - num_spk * per_spk * (per_spk - 1) // 2
     n_tar = min(num_trials // 2 + num_trials % 2, n_tar_possible)
     n_non = min(num_trials - n_tar, n_non_possible)
@@ -666,7 +727,11 @@ def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
                   sessions_per_spk=int(sessions_per_spk), utts_per_session=int(utts_per_session),
                   min_dur=float(min_dur), max_dur=float(max_dur), seed=int(seed),
                   num_trials=int(num_trials), splits=list(splits), sample_rate=SAMPLE_RATE,
-                  version=1)
+                  version=GENERATOR_VERSION)
+    # The trial list first: it checks the layout before anything is written.
+    trials = None
+    if "test" in splits:
+        trials = make_trials(seed, num_test_spk, sessions_per_spk, utts_per_session, num_trials)
     done = os.path.join(out_dir, DONE_MARKER)
     incomplete = os.path.join(out_dir, INCOMPLETE_MARKER)
     if os.path.isfile(done):
@@ -733,8 +798,7 @@ def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
     wall_s = time.perf_counter() - t0
 
     n_tar = n_non = 0
-    if "test" in splits:
-        trials = make_trials(seed, num_test_spk, sessions_per_spk, utts_per_session, num_trials)
+    if trials is not None:
         n_tar = sum(t[0] for t in trials)
         n_non = len(trials) - n_tar
         with atomic_write(os.path.join(out_dir, "test", "trials.txt")) as f:
