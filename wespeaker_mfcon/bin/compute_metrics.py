@@ -39,8 +39,10 @@ def _p_target(v):
 def get_parser():
     p = argparse.ArgumentParser(prog="compute_metrics.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--score_files", nargs="+", required=True)
-    p.add_argument("--out_dir", required=True, help="where .result, results.json, det.png go")
+    p.add_argument("--score_files", nargs="+")
+    p.add_argument("--out_dir", help="where .result, results.json, det.png go")
+    p.add_argument("--show", metavar="RESULTS_JSON",
+                   help="only print the table of an existing results.json")
     p.add_argument("--p_target", type=_p_target, nargs="+", default=[0.01, 0.05])
     p.add_argument("--c_miss", type=float, default=1.0)
     p.add_argument("--c_fa", type=float, default=1.0)
@@ -130,9 +132,27 @@ def merge_results(path, new):
     return results
 
 
+def show(path, p_targets):
+    """Print the results table of a results.json written by an earlier run."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read results ({e})") from None
+    rows = [(trials, system, res) for trials, systems in sorted(results.items())
+            for system, res in systems.items()]
+    print(format_table(rows, p_targets))
+
+
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
     p_targets = list(dict.fromkeys(args.p_target))
+    if args.show:
+        show(args.show, p_targets)
+        return 0
+    if not args.score_files or not args.out_dir:
+        parser.error("--score_files and --out_dir are required (or --show)")
     rows, curves, new = [], [], {}
     seen = {}
     for path in args.score_files:

@@ -39,7 +39,7 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
   use_mini=false
   if [ -z "${train_root}${test_root}${trials}" ]; then
     use_mini=true
-    python tools/make_mini_corpus.py --out_dir ${data}/mini ${mini_opts}
+    python tools/make_mini_corpus.py --out_dir ${data}/mini --jobs ${nj} ${mini_opts}
     train_root=${data}/mini/train/wav; test_root=${data}/mini/test/wav
     trials=${data}/mini/test/trials.txt
   elif [ -z "${train_root}" ] || [ -z "${test_root}" ] || [ -z "${trials}" ]; then
@@ -97,4 +97,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   echo "stage 5: ONNX export"
   python -m wespeaker_mfcon.bin.export_onnx --exp_dir ${exp_dir} \
     --checkpoint ${exp_dir}/models/avg_model.pt --output ${exp_dir}/models/avg_model.onnx
+fi
+
+if [ ${stop_stage} -ge 4 ] && [ -f ${exp_dir}/scores/results.json ]; then
+  echo "results of ${exp_dir} (EER in %; scores, DET plot in ${exp_dir}/scores):"
+  python -m wespeaker_mfcon.bin.compute_metrics --show ${exp_dir}/scores/results.json
 fi
