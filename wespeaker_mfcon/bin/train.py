@@ -175,83 +175,106 @@ def train(args):
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.INFO)
     try:
-        run_training(args)
+        TrainingRun(args).fit()
     finally:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
 
 
-def run_training(args):
-    rank, world, device = init_distributed(args.device)
-    is_main = rank == 0
-    conf, spk2id = resolve_config(args)
-    seed = int(conf.get("seed", 42))
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    models_dir = os.path.join(args.exp_dir, "models")
-    if is_main:
-        os.makedirs(models_dir, exist_ok=True)
-        save_config(conf, os.path.join(args.exp_dir, "config.yaml"))
-        write_table(os.path.join(args.exp_dir, "spk2id"), sorted(spk2id.items()))
-    trainer, frontend = build_parts(conf, device)
-    loader, sampler = build_loader(conf, args.train_data, spk2id, rank, world, seed)
-    steps_per_epoch = sampler.num_global // world
-    num_epochs = int(conf["num_epochs"])
-    optimizer = build_optimizer(conf, trainer.parameters())
-    sched_args = conf.get("scheduler_args", {})
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, steps_per_epoch, steps_per_epoch * num_epochs, **sched_args))
-    margin_scheduler = None
-    if conf.get("margin_scheduler_args"):
-        margin_scheduler = MarginScheduler(trainer.projection, epoch_iter=steps_per_epoch,
-                                           **conf["margin_scheduler_args"])
-    epoch, batch_in_epoch, global_step = 0, 0, 0
-    latest = ckpt.latest_checkpoint(models_dir, steps_per_epoch)
-    if latest:
-        epoch, batch_in_epoch, global_step = restore_state(
-            ckpt.load_checkpoint(latest, map_location=device), trainer, optimizer, scheduler)
-        if is_main:
-            logging.info("resumed from %s (epoch %d, batch %d, step %d)", latest, epoch,
-                         batch_in_epoch, global_step)
-    if is_main:
-        n_params = sum(p.numel() for p in trainer.model.parameters())
-        logging.info("model %s: %.2f M parameters; %d classes; %d steps/epoch on %d process(es)",
-                     conf["model"], n_params / 1e6, conf["num_classes"], steps_per_epoch, world)
-    if world > 1:
-        trainer = torch.nn.parallel.DistributedDataParallel(
-            trainer, device_ids=[device.index] if device.type == "cuda" else None)
-    runner = EpochRunner(trainer, optimizer, scheduler, margin_scheduler, frontend,
-                         conf["dataset_args"].get("spec_aug_args") if
-                         conf["dataset_args"].get("spec_aug") else None,
-                         device, _amp_dtype(conf, device), conf.get("grad_clip", 0.0),
-                         conf.get("log_batch_interval", 50), is_main)
-    save_every = int(conf.get("save_interval_steps", 0))
-    for epoch in range(epoch, num_epochs):
-        sampler.set_epoch(epoch, batch_in_epoch)
-        start_step = global_step - batch_in_epoch
+class TrainingRun:
+    """Everything one process trains with, built from the resolved config."""
 
-        def on_step(step, epoch=epoch, start_step=start_step):
-            if is_main and save_every and step % save_every == 0 and \
-                    step - start_step < steps_per_epoch:
-                ckpt.save_checkpoint(training_state(trainer, optimizer, scheduler, epoch,
-                                                    step - start_step, step),
-                                     os.path.join(models_dir, f"step_{step}.pt"))
-                ckpt.remove_older_step_checkpoints(models_dir, step)
+    def __init__(self, args):
+        self.rank, self.world, self.device = init_distributed(args.device)
+        self.is_main = self.rank == 0
+        self.conf, spk2id = resolve_config(args)
+        seed = int(self.conf.get("seed", 42))
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        self.models_dir = os.path.join(args.exp_dir, "models")
+        if self.is_main:
+            os.makedirs(self.models_dir, exist_ok=True)
+            save_config(self.conf, os.path.join(args.exp_dir, "config.yaml"))
+            write_table(os.path.join(args.exp_dir, "spk2id"), sorted(spk2id.items()))
+        self.trainer, frontend = build_parts(self.conf, self.device)
+        self.loader, self.sampler = build_loader(self.conf, args.train_data, spk2id, self.rank,
+                                                 self.world, seed)
+        self.steps_per_epoch = self.sampler.num_global // self.world
+        self.num_epochs = int(self.conf["num_epochs"])
+        self.optimizer = build_optimizer(self.conf, self.trainer.parameters())
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
+            s, self.steps_per_epoch, self.steps_per_epoch * self.num_epochs,
+            **self.conf.get("scheduler_args", {})))
+        margin_scheduler = None
+        if self.conf.get("margin_scheduler_args"):
+            margin_scheduler = MarginScheduler(self.trainer.projection,
+                                               epoch_iter=self.steps_per_epoch,
+                                               **self.conf["margin_scheduler_args"])
+        self.position = self.resume()  # (epoch, batch_in_epoch, global_step)
+        if self.world > 1:
+            self.trainer = torch.nn.parallel.DistributedDataParallel(
+                self.trainer, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None)
+        ds_args = self.conf["dataset_args"]
+        self.runner = EpochRunner(
+            self.trainer, self.optimizer, self.scheduler, margin_scheduler, frontend,
+            ds_args.get("spec_aug_args") if ds_args.get("spec_aug") else None, self.device,
+            _amp_dtype(self.conf, self.device), self.conf.get("grad_clip", 0.0),
+            self.conf.get("log_batch_interval", 50), self.is_main)
 
-        global_step, stats = runner.run_epoch(loader, epoch + 1, global_step, on_step)
-        batch_in_epoch = 0
-        checksum = check_ranks_in_sync(trainer, world) if world > 1 else None
-        if is_main:
-            ckpt.save_checkpoint(training_state(trainer, optimizer, scheduler, epoch + 1, 0,
-                                                global_step),
-                                 os.path.join(models_dir, f"model_{epoch + 1}.pt"))
-            ckpt.remove_older_step_checkpoints(models_dir, global_step + 1)
-            sync = f" ranks in sync (checksum {checksum:.6f})" if checksum is not None else ""
-            logging.info("epoch %d done: %s%s", epoch + 1, runner.describe(stats), sync)
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+    def resume(self):
+        """Load the newest checkpoint if there is one; returns where training stands."""
+        latest = ckpt.latest_checkpoint(self.models_dir, self.steps_per_epoch)
+        position = (0, 0, 0)
+        if latest:
+            position = restore_state(ckpt.load_checkpoint(latest, map_location=self.device),
+                                     self.trainer, self.optimizer, self.scheduler)
+            if self.is_main:
+                logging.info("resumed from %s (epoch %d, batch %d, step %d)", latest, *position)
+        if self.is_main:
+            n_params = sum(p.numel() for p in self.trainer.model.parameters())
+            logging.info("model %s: %.2f M parameters; %d classes; %d steps/epoch on %d "
+                         "process(es)", self.conf["model"], n_params / 1e6,
+                         self.conf["num_classes"], self.steps_per_epoch, self.world)
+        return position
+
+    def save(self, name, epoch, batch_in_epoch, global_step):
+        state = training_state(self.trainer, self.optimizer, self.scheduler, epoch,
+                               batch_in_epoch, global_step)
+        ckpt.save_checkpoint(state, os.path.join(self.models_dir, name))
+
+    def fit(self):
+        epoch, batch_in_epoch, global_step = self.position
+        save_every = int(self.conf.get("save_interval_steps", 0))
+        for epoch in range(epoch, self.num_epochs):
+            self.sampler.set_epoch(epoch, batch_in_epoch)
+            start_step = global_step - batch_in_epoch
+
+            def on_step(step, epoch=epoch, start_step=start_step):
+                in_epoch = step - start_step
+                if self.is_main and save_every and step % save_every == 0 and \
+                        in_epoch < self.steps_per_epoch:
+                    self.save(f"step_{step}.pt", epoch, in_epoch, step)
+                    ckpt.remove_older_step_checkpoints(self.models_dir, step)
+
+            global_step, stats = self.runner.run_epoch(self.loader, epoch + 1, global_step,
+                                                       on_step)
+            batch_in_epoch = 0
+            self.end_epoch(epoch + 1, global_step, stats)
+        if self.world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+
+    def end_epoch(self, epoch, global_step, stats):
+        """Check replicas agree, write model_<epoch>.pt, log the epoch line."""
+        checksum = check_ranks_in_sync(self.trainer, self.world) if self.world > 1 else None
+        if not self.is_main:
+            return
+        self.save(f"model_{epoch}.pt", epoch, 0, global_step)
+        ckpt.remove_older_step_checkpoints(self.models_dir, global_step + 1)
+        sync = f" ranks in sync (checksum {checksum:.6f})" if checksum is not None else ""
+        logging.info("epoch %d done: %s%s", epoch, self.runner.describe(stats), sync)
 
 
 def _amp_dtype(conf, device):
