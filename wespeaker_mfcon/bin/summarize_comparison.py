@@ -31,7 +31,6 @@ import os
 import re
 
 import numpy as np
-import yaml
 
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.config import apply_overrides, load_config, parse_overrides
@@ -81,14 +80,8 @@ def normalize_overrides(text, where):
 
 def read_variants(path, check_configs=True):
     """Variant file -> (list of (name, config, [override tokens]), baseline name)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such variant file") from None
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: invalid YAML: {e}") from None
-    if not isinstance(data, dict) or not data:
+    data = load_config(path)
+    if not data:
         raise DataError(f"{path}: expected a mapping name -> {{config: ..., overrides: ...}}")
     variants = []
     for name, spec in data.items():
