@@ -1,0 +1,310 @@
+"""CPU training-step time of the MFA-Conformer with and without the MFCon loss.
+
+    python benchmarks/bench_train_step.py [--configs small paper] [--threads 1 2]
+        [--steps 3] [--warmup 1] [--paper_pk 2 4] [--full_batch] [--json OUT]
+
+One step is exactly what EpochRunner.step (wespeaker_mfcon/trainer.py) does in training:
+mean normalization of the fbank batch, forward, AM-softmax cross-entropy (+ lambda * MFCon),
+backward, Adam step, lr-scheduler step. Inputs are random fbank chunks with P x K labels
+(K utterances per speaker, so every SupCon anchor has positives).
+
+For each config and thread count two trainers are built with build_parts() from the same
+YAML and the same seed, one with mfcon_args.enable false (baseline) and one with it true
+(lambda, tau, blocks from the *_mfcon.yaml). Their steps are interleaved (B, M, M, B, ...)
+so that both see the same machine load; the table gives the median ms/step of each and
+the MFCon overhead as the ratio of the medians and as the median of the per-pair ratios,
+in wall time and in process CPU time (the latter is steadier on a shared machine), and
+the MFCon part timed on its own (heads + SupCon forward/backward on random block outputs)
+as a fraction of the baseline step, and the matmul/conv FLOPs of one forward+backward of
+each variant (torch FlopCounterMode): the two estimates that the machine load does not
+distort. With other processes on the cores, 2-thread timings mostly measure contention.
+
+Configs: small = conf/mfa_conformer[_mfcon]_small.yaml with its own batch (P x K x
+num_frames from the YAML); paper = conf/mfa_conformer[_mfcon].yaml (6 blocks, d 256, ~20 M
+parameters) with a reduced batch by default (--paper_pk 2 4 = 8 chunks of 300 frames, so
+that the default run stays near 3 minutes on 2 cores): the paper's batch of 200
+(--full_batch) takes minutes per step on a CPU. The MFCon overhead is a ratio of
+per-sample costs (the SupCon term, quadratic in the batch, is negligible: a B x B matrix
+of 192-dim dot products per block), so it barely depends on the batch size.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from wespeaker_mfcon.bin.train import build_optimizer, build_parts  # noqa: E402
+from wespeaker_mfcon.frontend.fbank import apply_cmn  # noqa: E402
+from wespeaker_mfcon.trainer import EpochRunner  # noqa: E402
+from wespeaker_mfcon.utils.config import load_config  # noqa: E402
+from wespeaker_mfcon.utils.lr_schedule import lr_factor  # noqa: E402
+
+CONF_DIR = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf")
+CONFIGS = {  # name -> (baseline yaml, mfcon yaml, default number of classes)
+    "small": ("mfa_conformer_small.yaml", "mfa_conformer_mfcon_small.yaml", 40),   # mini corpus
+    "paper": ("mfa_conformer.yaml", "mfa_conformer_mfcon.yaml", 5994),            # VoxCeleb2 dev
+}
+
+
+def _start_load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+START_LOAD = _start_load()       # before this process adds its own load
+
+
+def load_avg():
+    try:
+        return "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "n/a"
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def contention_note(threads, load):
+    """A warning line when other processes kept the cores busy (load: 1-min load average
+    taken before this benchmark started, so that it counts only other processes)."""
+    if load is None:
+        return ""
+    cpus = os.cpu_count() or 1
+    if load + max(threads) - 1 <= cpus * 0.75:
+        return ""
+    return (f"NOTE: load average {load:.2f} on {cpus} CPUs at the start: other processes "
+            "share the cores, so timings are inflated and noisy; with more than one thread "
+            "per process, each parallel region also waits for whichever of its threads was "
+            "descheduled, so multi-thread timings here mostly measure contention (PyTorch's "
+            "OpenMP threads spin while they wait; OMP_WAIT_POLICY=PASSIVE in the environment "
+            "avoids the worst of it).")
+
+
+def make_runner(conf, device):
+    trainer, frontend = build_parts(conf, device)
+    trainer.train()
+    optimizer = build_optimizer(conf, trainer.parameters())
+    sched_args = conf.get("scheduler_args", {})
+    steps_per_epoch = 1000
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, steps_per_epoch, steps_per_epoch * int(conf.get("num_epochs", 1)), **sched_args))
+    runner = EpochRunner(trainer, optimizer, scheduler, None, frontend, None, device,
+                         amp_dtype=None, grad_clip=conf.get("grad_clip", 0.0), is_main=False)
+    return runner, trainer
+
+
+def time_heads(trainer, batch, frames, feat_dim, labels, repeats, gen):
+    """ms of the MFCon part alone: heads + SupCon forward and backward on random block outputs
+    of the right shape (what the MFCon trainer adds to a step, minus the Adam update of the
+    head parameters)."""
+    with torch.no_grad():
+        _, blocks = trainer.model(torch.randn(2, frames, feat_dim, generator=gen))
+    shapes = [(batch,) + tuple(b.shape[1:]) for b in blocks]
+    out = []
+    for _ in range(repeats + 1):
+        xs = [torch.randn(s, generator=gen).requires_grad_() for s in shapes]
+        t0 = time.perf_counter()
+        loss, _ = trainer.mfcon(xs, labels)
+        (trainer.mfcon_weight * loss).backward()
+        out.append((time.perf_counter() - t0) * 1000.0)
+        trainer.mfcon.zero_grad(set_to_none=True)
+    return out[1:]
+
+
+FLOP_CACHE = {}
+
+
+def count_flops(trainer, feats, labels):
+    """Matmul/conv FLOPs of one forward + backward (torch FlopCounterMode; elementwise ops,
+    norms and softmax are not counted). Deterministic, so independent of machine load."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        loss = trainer(apply_cmn(feats), labels)[0]
+        loss.backward()
+    trainer.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def bench_config(name, args, threads):
+    base_yaml, mfcon_yaml, default_classes = CONFIGS[name]
+    base_conf = load_config(os.path.join(CONF_DIR, base_yaml))
+    mf_conf = load_config(os.path.join(CONF_DIR, mfcon_yaml))
+    ds = base_conf["dataset_args"]
+    if name == "paper":
+        P, K = (ds["spk_per_batch"], ds["utts_per_spk"]) if args.full_batch else args.paper_pk
+        frames = args.paper_frames
+    else:
+        P, K, frames = ds["spk_per_batch"], ds["utts_per_spk"], ds["num_frames"]
+    num_classes = args.num_classes or default_classes
+    batch = P * K
+    for conf in (base_conf, mf_conf):
+        conf["num_classes"] = num_classes
+        conf["data_type"] = "feat"          # random fbank in, no frontend in the step
+    base_conf["mfcon_args"] = {"enable": False}
+    device = torch.device("cpu")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    base_runner, base_trainer = make_runner(base_conf, device)
+    torch.manual_seed(0)
+    mf_runner, mf_trainer = make_runner(mf_conf, device)
+    n_model = sum(p.numel() for p in base_trainer.model.parameters())
+    n_heads = sum(p.numel() for p in mf_trainer.mfcon.parameters())
+    feat_dim = base_conf.get("model_args", {}).get("input_dim", 80)
+
+    gen = torch.Generator().manual_seed(1)
+    spk = torch.randperm(num_classes, generator=gen)[:P] if num_classes >= P else \
+        torch.arange(P) % num_classes
+    labels = spk.repeat_interleave(K)                      # P x K
+    times = {"base": [], "mfcon": []}
+    cpu = {"base": [], "mfcon": []}
+    load_before = load_avg()
+    for i in range(args.warmup + args.steps):
+        order = ("base", "mfcon") if i % 2 == 0 else ("mfcon", "base")
+        for which in order:
+            runner = base_runner if which == "base" else mf_runner
+            chunks = torch.randn(batch, frames, feat_dim, generator=gen) * 3 + 5
+            t0, c0 = time.perf_counter(), time.process_time()
+            stats = runner.step(chunks, labels, i)
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            if not torch.isfinite(stats).all():
+                raise RuntimeError(f"{name} {which}: non-finite loss {stats.tolist()}")
+            if i >= args.warmup:
+                times[which].append(dt * 1000.0)
+                cpu[which].append(dc * 1000.0)
+            if args.verbose:
+                print(f"  {name} t={threads} step {i} {which}: {dt * 1000:.0f} ms "
+                      f"(loss {stats[0]:.3f}, mfcon {stats[2]:.3f})", flush=True)
+    flops = FLOP_CACHE.get(name, {})
+    if args.flops and not flops:
+        x = torch.randn(batch, frames, feat_dim, generator=gen) * 3 + 5
+        flops = {"base": count_flops(base_trainer, x, labels),
+                 "mfcon": count_flops(mf_trainer, x, labels)}
+        FLOP_CACHE[name] = flops            # same for every thread count
+    heads_ms = time_heads(mf_trainer, batch, frames, feat_dim, labels, args.head_repeats, gen)
+    med_b, med_m = statistics.median(times["base"]), statistics.median(times["mfcon"])
+    pair = statistics.median(m / b for b, m in zip(times["base"], times["mfcon"]))
+    cpu_b, cpu_m = statistics.median(cpu["base"]), statistics.median(cpu["mfcon"])
+    return {"config": name, "threads": threads, "batch": batch, "P": P, "K": K,
+            "frames": frames, "num_classes": num_classes, "model_params": n_model,
+            "mfcon_head_params": n_heads, "base_ms": times["base"], "mfcon_ms": times["mfcon"],
+            "base_median_ms": med_b, "mfcon_median_ms": med_m,
+            "overhead_pct": 100.0 * (med_m / med_b - 1.0),
+            "overhead_pair_median_pct": 100.0 * (pair - 1.0),
+            "heads_ms": heads_ms, "heads_median_ms": statistics.median(heads_ms),
+            "heads_overhead_pct": 100.0 * statistics.median(heads_ms) / med_b,
+            "base_min_ms": min(times["base"]), "mfcon_min_ms": min(times["mfcon"]),
+            "overhead_min_pct": 100.0 * (min(times["mfcon"]) / min(times["base"]) - 1.0),
+            "base_gflop": flops.get("base", 0) / 1e9, "mfcon_gflop": flops.get("mfcon", 0) / 1e9,
+            "flop_overhead_pct": (100.0 * (flops["mfcon"] / flops["base"] - 1.0)
+                                  if flops else None),
+            "base_cpu_ms": cpu["base"], "mfcon_cpu_ms": cpu["mfcon"],
+            "base_cpu_median_ms": cpu_b, "mfcon_cpu_median_ms": cpu_m,
+            "cpu_overhead_pct": 100.0 * (cpu_m / cpu_b - 1.0),
+            "loadavg_before": load_before, "loadavg_after": load_avg()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["small", "paper"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2],
+                   help="torch intra-op thread counts to run")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    p.add_argument("--paper_pk", type=int, nargs=2, default=[2, 4], metavar=("P", "K"),
+                   help="speakers x utterances per batch for the paper config")
+    p.add_argument("--paper_frames", type=int, default=300, help="chunk frames, paper config")
+    p.add_argument("--full_batch", action="store_true",
+                   help="paper config with its own batch (50 x 4 = 200); slow on CPU")
+    p.add_argument("--num_classes", type=int, default=0,
+                   help="classifier size (0: 40 for small, 5994 = VoxCeleb2 dev for paper)")
+    p.add_argument("--head_repeats", type=int, default=5,
+                   help="repeats of the isolated MFCon-head timing")
+    p.add_argument("--no_flops", dest="flops", action="store_false",
+                   help="skip the FLOP count (one extra forward+backward per variant)")
+    p.add_argument("--verbose", action="store_true", help="print every step")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    cmd = " ".join([os.path.basename(sys.executable), "benchmarks/bench_train_step.py"] +
+                   (argv if argv is not None else sys.argv[1:]))
+    for var in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
+        if os.environ.get(var):
+            cmd = f"{var}={os.environ[var]} {cmd}"
+
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_avg()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
+          flush=True)
+    results = []
+    t_start = time.perf_counter()
+    for name in args.configs:
+        for threads in args.threads:
+            t0 = time.perf_counter()
+            r = bench_config(name, args, threads)
+            results.append(r)
+            print(f"{name} threads={threads}: base {r['base_median_ms']:.0f} ms, "
+                  f"mfcon {r['mfcon_median_ms']:.0f} ms ({r['overhead_pct']:+.1f}%; CPU time "
+                  f"{r['cpu_overhead_pct']:+.1f}%) "
+                  f"[{time.perf_counter() - t0:.0f} s, load {r['loadavg_after']}]", flush=True)
+
+    header = ["config", "threads", "batch (PxK) x frames", "model / MFCon-head params",
+              "baseline ms/step median (min)", "MFCon ms/step median (min)",
+              "MFCon overhead, wall: medians (mins)", "baseline / MFCon CPU ms/step",
+              "MFCon overhead (CPU time)", "MFCon heads alone fwd+bwd ms (% of baseline step)",
+              "GFLOP/step fwd+bwd baseline / MFCon (overhead)",
+              "load avg before / after"]
+    rows = [[r["config"], r["threads"], f"{r['batch']} ({r['P']}x{r['K']}) x {r['frames']}",
+             f"{r['model_params'] / 1e6:.2f} M / {r['mfcon_head_params'] / 1e6:.2f} M",
+             f"{r['base_median_ms']:.0f} ({r['base_min_ms']:.0f})",
+             f"{r['mfcon_median_ms']:.0f} ({r['mfcon_min_ms']:.0f})",
+             f"{r['overhead_pct']:+.1f}% ({r['overhead_min_pct']:+.1f}%)",
+             f"{r['base_cpu_median_ms']:.0f} / {r['mfcon_cpu_median_ms']:.0f}",
+             f"{r['cpu_overhead_pct']:+.1f}%",
+             f"{r['heads_median_ms']:.0f} ({r['heads_overhead_pct']:.1f}%)",
+             (f"{r['base_gflop']:.0f} / {r['mfcon_gflop']:.0f} ({r['flop_overhead_pct']:+.1f}%)"
+              if r["flop_overhead_pct"] is not None else "-"),
+             f"{r['loadavg_before']} / {r['loadavg_after']}"] for r in results]
+    print()
+    print(f"Training step on CPU (forward + backward + Adam, as EpochRunner.step), median of "
+          f"{args.steps} interleaved steps after {args.warmup} warm-up step(s):")
+    print()
+    print(markdown_table(header, rows))
+    print()
+    print("Overheads are ratios of the medians (in parentheses: of the minimums; the median "
+          "of the per-pair ratios is in --json). Wall time is what a user waits; CPU time "
+          "(process_time, all threads of this process) is less sensitive to other processes "
+          "competing for the cores. 'MFCon heads alone' "
+          "times only the added computation (per-block LN-ASP-BN-Linear heads + SupCon, forward "
+          "and backward, on random block outputs of the step's shape), median of "
+          f"{args.head_repeats}, and divides it by the baseline step. GFLOP: matmul/conv FLOPs "
+          "of one forward+backward counted by torch's FlopCounterMode (load-independent; "
+          "elementwise ops, norms, softmax and the Adam update not counted). Random fbank input, "
+          "random-init weights; the paper config's batch is reduced unless --full_batch.")
+    print()
+    note = contention_note(args.threads, START_LOAD)
+    if note:
+        print(note)
+    print(f"total {time.perf_counter() - t_start:.0f} s; load average at the end {load_avg()}")
+    print(f"command: {cmd}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"command": cmd, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
