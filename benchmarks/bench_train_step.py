@@ -42,6 +42,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks.common import START_LOAD, contention_note, load_avg, markdown_table  # noqa: E402
 from wespeaker_mfcon.bin.train import build_optimizer, build_parts  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import apply_cmn  # noqa: E402
 from wespeaker_mfcon.trainer import EpochRunner  # noqa: E402
@@ -53,46 +54,6 @@ CONFIGS = {  # name -> (baseline yaml, mfcon yaml, default number of classes)
     "small": ("mfa_conformer_small.yaml", "mfa_conformer_mfcon_small.yaml", 40),   # mini corpus
     "paper": ("mfa_conformer.yaml", "mfa_conformer_mfcon.yaml", 5994),            # VoxCeleb2 dev
 }
-
-
-def _start_load():
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-START_LOAD = _start_load()       # before this process adds its own load
-
-
-def load_avg():
-    try:
-        return "%.2f %.2f %.2f" % os.getloadavg()
-    except OSError:
-        return "n/a"
-
-
-def markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def contention_note(threads, load):
-    """A warning line when other processes kept the cores busy (load: 1-min load average
-    taken before this benchmark started, so that it counts only other processes)."""
-    if load is None:
-        return ""
-    cpus = os.cpu_count() or 1
-    if load + max(threads) - 1 <= cpus * 0.75:
-        return ""
-    return (f"NOTE: load average {load:.2f} on {cpus} CPUs at the start: other processes "
-            "share the cores, so timings are inflated and noisy; with more than one thread "
-            "per process, each parallel region also waits for whichever of its threads was "
-            "descheduled, so multi-thread timings here mostly measure contention (PyTorch's "
-            "OpenMP threads spin while they wait; OMP_WAIT_POLICY=PASSIVE in the environment "
-            "avoids the worst of it).")
 
 
 def make_runner(conf, device):
