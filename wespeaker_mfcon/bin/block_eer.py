@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from wespeaker_mfcon.bin.compute_metrics import evaluate
-from wespeaker_mfcon.bin.summarize_comparison import plot_block_curves
+from wespeaker_mfcon.utils.plotting import plot_block_curves
 from wespeaker_mfcon.frontend.fbank import apply_cmn
 from wespeaker_mfcon.inference import load_embedding_net
 from wespeaker_mfcon.utils.cli import run_main

@@ -35,6 +35,7 @@ import numpy as np
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.config import apply_overrides, load_config, parse_overrides
 from wespeaker_mfcon.utils.file_utils import DataError, atomic_write
+from wespeaker_mfcon.utils.plotting import plot_block_curves
 
 log = logging.getLogger("summarize_comparison")
 
@@ -278,52 +279,6 @@ def build_summary(runs, baseline):
 
 
 # ----------------------------------------------------------------------------- plot (torch-free)
-
-def plot_block_curves(series, path, title="EER per block", ylabel="EER (%)"):
-    """Line plot of EER against block index, one line per series; written atomically.
-
-    series: list of dicts {label, blocks: [k...], eer: [..], std: [..] or None,
-    embedding: float or None, embedding_std: float or None}. The embedding EER is drawn
-    as a dashed horizontal line in the series' colour.
-    """
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=100)
-    try:
-        all_blocks = set()
-        for s in series:
-            blocks = list(s["blocks"])
-            all_blocks.update(blocks)
-            std = s.get("std")
-            if std is not None and any(v is not None for v in std):
-                yerr = [0.0 if v is None else v for v in std]
-                line = ax.errorbar(blocks, s["eer"], yerr=yerr, marker="o", capsize=3,
-                                   lw=1.5, label=s["label"]).lines[0]
-            else:
-                line, = ax.plot(blocks, s["eer"], marker="o", lw=1.5, label=s["label"])
-            if s.get("embedding") is not None:
-                label = f"{s['label']}: embedding ({s['embedding']:.2f}%)"
-                ax.axhline(s["embedding"], ls="--", lw=1.0, color=line.get_color(),
-                           label=label)
-                if s.get("embedding_std"):
-                    ax.axhspan(s["embedding"] - s["embedding_std"],
-                               s["embedding"] + s["embedding_std"],
-                               color=line.get_color(), alpha=0.12, lw=0)
-        ax.set_xticks(sorted(all_blocks))
-        ax.set_xlabel("Conformer block")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, ls="--", lw=0.5, alpha=0.6)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        with atomic_write(path, "wb") as f:
-            fig.savefig(f, format="png")
-    finally:
-        plt.close(fig)
-    return path
-
 
 # ----------------------------------------------------------------------------- report
 

@@ -66,11 +66,58 @@ def plot_det(curves, path, title="DET curve", lo=None, hi=0.5):
         ax.set_xlabel("False acceptance rate (%)")
         ax.set_ylabel("False rejection rate (%)")
         ax.set_title(title)
-        ax.grid(True, ls="--", lw=0.5, alpha=0.6)
-        ax.legend(loc="upper right", fontsize=8)
-        fig.tight_layout()
-        with atomic_write(path, "wb") as f:
-            fig.savefig(f, format="png")
+        _save(fig, ax, path, legend_loc="upper right")
     finally:
         plt.close(fig)
     return path
+
+
+def plot_block_curves(series, path, title="EER per block", ylabel="EER (%)"):
+    """Line plot of EER against block index, one line per series; written atomically.
+
+    series: list of dicts {label, blocks: [k...], eer: [..], std: [..] or None,
+    embedding: float or None, embedding_std: float or None}. The embedding EER is drawn
+    as a dashed horizontal line in the series' colour.
+    """
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=100)
+    try:
+        all_blocks = set()
+        for s in series:
+            blocks = list(s["blocks"])
+            all_blocks.update(blocks)
+            std = s.get("std")
+            if std is not None and any(v is not None for v in std):
+                yerr = [0.0 if v is None else v for v in std]
+                line = ax.errorbar(blocks, s["eer"], yerr=yerr, marker="o", capsize=3,
+                                   lw=1.5, label=s["label"]).lines[0]
+            else:
+                line, = ax.plot(blocks, s["eer"], marker="o", lw=1.5, label=s["label"])
+            if s.get("embedding") is not None:
+                label = f"{s['label']}: embedding ({s['embedding']:.2f}%)"
+                ax.axhline(s["embedding"], ls="--", lw=1.0, color=line.get_color(),
+                           label=label)
+                if s.get("embedding_std"):
+                    ax.axhspan(s["embedding"] - s["embedding_std"],
+                               s["embedding"] + s["embedding_std"],
+                               color=line.get_color(), alpha=0.12, lw=0)
+        ax.set_xticks(sorted(all_blocks))
+        ax.set_xlabel("Conformer block")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        _save(fig, ax, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _save(fig, ax, path, legend_loc="best"):
+    """Grid, legend, tight layout, then an atomic PNG write."""
+    ax.grid(True, ls="--", lw=0.5, alpha=0.6)
+    ax.legend(loc=legend_loc, fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
