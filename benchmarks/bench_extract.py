@@ -22,7 +22,6 @@ interleaved so that changing machine load affects them alike; the ORT runs come 
 """
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -39,7 +38,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import START_LOAD, contention_note, load_avg, markdown_table  # noqa: E402
+from benchmarks.common import command_line, finish_report, load_avg, markdown_table  # noqa: E402
 from wespeaker_mfcon.bin.export_onnx import add_metadata, export  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
 from wespeaker_mfcon.inference import EmbeddingNet  # noqa: E402
@@ -91,11 +90,7 @@ def main(argv=None):
     p.add_argument("--no_onnx", action="store_true", help="PyTorch only")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-    cmd = " ".join([os.path.basename(sys.executable), "benchmarks/bench_extract.py"] +
-                   (argv if argv is not None else sys.argv[1:]))
-    for var in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
-        if os.environ.get(var):
-            cmd = f"{var}={os.environ[var]} {cmd}"
+    cmd = command_line("bench_extract.py", argv)
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -202,14 +197,7 @@ def main(argv=None):
     print()
     print(markdown_table(header, rows))
     print()
-    note = contention_note(args.threads, START_LOAD)
-    if note:
-        print(note)
-        print()
-    print(f"command: {cmd}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"command": cmd, "results": results}, f, indent=2)
+    finish_report(args.threads, cmd, args.json, {"command": cmd, "results": results})
 
 
 if __name__ == "__main__":

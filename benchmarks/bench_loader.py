@@ -30,7 +30,6 @@ giving the CPU consumption rate (chunks/s) and the workers it needs; and, as an 
 
 import argparse
 import collections
-import json
 import math
 import os
 import statistics
@@ -46,7 +45,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import START_LOAD, contention_note, load_avg, markdown_table  # noqa: E402
+from benchmarks.common import command_line, finish_report, load_avg, markdown_table  # noqa: E402
 from wespeaker_mfcon.bin.train import build_optimizer, build_parts  # noqa: E402
 from wespeaker_mfcon.dataset.augment import Augmentor  # noqa: E402
 from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id  # noqa: E402
@@ -164,11 +163,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-    cmd = " ".join([os.path.basename(sys.executable), "benchmarks/bench_loader.py"] +
-                   (argv if argv is not None else sys.argv[1:]))
-    for var in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
-        if os.environ.get(var):
-            cmd = f"{var}={os.environ[var]} {cmd}"
+    cmd = command_line("bench_loader.py", argv)
 
     conf = load_config(CONF)
     num_frames = conf["dataset_args"]["num_frames"]
@@ -300,14 +295,7 @@ def main(argv=None):
           "VoxCeleb2 m4a converted to wav, MUSAN/RIR files much larger than this set), and "
           "the fbank done on the GPU in the training loop, as wespeaker_mfcon does.")
     print()
-    note = contention_note(args.threads, START_LOAD)
-    if note:
-        print(note)
-        print()
-    print(f"command: {cmd}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(res, f, indent=2)
+    finish_report(args.threads, cmd, args.json, res)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import START_LOAD, contention_note, load_avg, markdown_table  # noqa: E402
+from benchmarks.common import START_LOAD, command_line, contention_note, load_avg, markdown_table  # noqa: E402
 from wespeaker_mfcon.bin.train import build_optimizer, build_parts  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import apply_cmn  # noqa: E402
 from wespeaker_mfcon.trainer import EpochRunner  # noqa: E402
@@ -202,11 +202,7 @@ def main(argv=None):
     p.add_argument("--verbose", action="store_true", help="print every step")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-    cmd = " ".join([os.path.basename(sys.executable), "benchmarks/bench_train_step.py"] +
-                   (argv if argv is not None else sys.argv[1:]))
-    for var in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
-        if os.environ.get(var):
-            cmd = f"{var}={os.environ[var]} {cmd}"
+    cmd = command_line("bench_train_step.py", argv)
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_avg()}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",

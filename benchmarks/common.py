@@ -1,6 +1,8 @@
 """Helpers shared by the benchmark scripts: load average, Markdown tables, contention note."""
 
+import json
 import os
+import sys
 
 
 def _start_load():
@@ -41,3 +43,25 @@ def contention_note(threads, load):
             "descheduled, so multi-thread timings here mostly measure contention (PyTorch's "
             "OpenMP threads spin while they wait; OMP_WAIT_POLICY=PASSIVE in the environment "
             "avoids the worst of it).")
+
+
+def command_line(script, argv):
+    """The command that ran this benchmark, with the OpenMP settings that change its numbers."""
+    cmd = " ".join([os.path.basename(sys.executable), f"benchmarks/{script}"] +
+                   (argv if argv is not None else sys.argv[1:]))
+    for var in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
+        if os.environ.get(var):
+            cmd = f"{var}={os.environ[var]} {cmd}"
+    return cmd
+
+
+def finish_report(threads, cmd, json_path, payload):
+    """Print the contention note (if any) and the command; write payload as JSON if asked."""
+    note = contention_note(threads, START_LOAD)
+    if note:
+        print(note)
+        print()
+    print(f"command: {cmd}")
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
