@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from wespeaker_mfcon.losses import MFConLoss
 from wespeaker_mfcon.models import build_model, build_projection
+from train_utils import EmbedOnly
 
 TINY = dict(input_dim=80, channels=32, embed_dim=16, mfa_channels=48, se_channels=8)
 
@@ -36,15 +37,6 @@ def test_ecapa_parameter_counts(channels, exact, published):
     print(f"ECAPA-TDNN C={channels}: {n:,} parameters (published ~{published / 1e6:.1f} M)")
     assert n == exact
     assert abs(n - published) / published < 0.01
-
-
-class EmbedOnly(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, feats):
-        return self.model(feats)[0]
 
 
 def onnx_parity(model, tmp_path):

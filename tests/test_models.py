@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from wespeaker_mfcon.losses import MFConLoss
 from wespeaker_mfcon.models import build_model, build_projection
 from wespeaker_mfcon.models.conformer import rel_shift, rel_sinusoids
+from train_utils import EmbedOnly
 
 TINY = dict(input_dim=80, num_blocks=2, output_size=32, attention_heads=2, linear_units=64,
             cnn_module_kernel=5, embed_dim=16)
@@ -72,15 +73,6 @@ def test_rel_sinusoids_layout():
     assert pe[0, 0, 0].item() == pytest.approx(np.sin(4.0), abs=1e-6)
     assert pe[0, 8, 0].item() == pytest.approx(np.sin(-4.0), abs=1e-6)
     assert pe[0, 8, 1].item() == pytest.approx(np.cos(4.0), abs=1e-6)
-
-
-class EmbedOnly(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, feats):
-        return self.model(feats)[0]
 
 
 def onnx_parity(model, tmp_path, lengths=(200, 317)):

@@ -4,6 +4,7 @@ import os
 
 import kaldiio
 import numpy as np
+import torch
 import yaml
 
 TINY_MODEL = {"input_dim": 20, "num_blocks": 2, "output_size": 32, "attention_heads": 2,
@@ -48,3 +49,14 @@ def tiny_config(path, mfcon=True, **extra):
     with open(path, "w") as f:
         yaml.safe_dump(conf, f)
     return path
+
+
+class EmbedOnly(torch.nn.Module):
+    """A backbone that returns only its embedding (what an export parity test compares)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats):
+        return self.model(feats)[0]
