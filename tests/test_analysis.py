@@ -347,6 +347,17 @@ def test_shipped_variant_files(monkeypatch, capsys):
     assert any("sampler=random" in o for o in opts.values())
     assert any("two_crops=true" in o and "utts_per_spk=1" in o for o in opts.values())
 
+    variants, baseline = summarize_comparison.read_variants("conf/compare/mfcon_lambda.yaml")
+    assert baseline == "baseline"
+    assert [" ".join(t) for _, _, t in variants] == [
+        "", "--mfcon_args.weight=0.01", "--mfcon_args.weight=0.3", "--mfcon_args.weight=1.0",
+        "--mfcon_args.weight=3.0"]
+    # the long-schedule pair differs only in MFCon
+    (_, base_conf, base_t), (_, mf_conf, mf_t) = summarize_comparison.read_variants(
+        "conf/compare/mfcon_long.yaml")[0]
+    assert "mfcon" not in base_conf and "mfcon" in mf_conf
+    assert mf_t == ["--mfcon_args.weight=1.0"] + base_t and "--num_epochs=24" in base_t
+
 
 # ----------------------------------------------------------------------------- recipe script
 
@@ -354,8 +365,15 @@ FAKE_RUN_SH = r"""#!/usr/bin/env bash
 # Stand-in for run.sh stages 2-4: a fixed tiny model and seed-dependent results.json.
 set -euo pipefail
 stage=0; stop_stage=5; config=""; exp_dir=""; data=data; nj=1; gpus=""; num_avg=1
-top_n=1; score_norm_method=asnorm; train_opts=""
+top_n=1; score_norm_method=asnorm; train_opts=""; mini_opts=""
 . tools/parse_options.sh
+if [ "$stage" = 0 ]; then       # stages 0-1: a "mini corpus" made of the tiny features
+  echo "prep|$data|$stop_stage|$mini_opts" >> calls.log
+  mkdir -p "$data/train" "$data/test/trials"
+  cp "$TINY_FEATS" "$data/train/feats.scp"; cp "$TINY_FEATS" "$data/test/feats.scp"
+  cp "$TINY_TRIALS" "$data/test/trials/t.kaldi"
+  exit 0
+fi
 echo "$config|$train_opts|$stage-$stop_stage|$num_avg|$top_n" >> calls.log
 seed=$(echo "$train_opts" | sed -n 's/.*--seed \([0-9]*\).*/\1/p')
 mkdir -p "$exp_dir/models" "$exp_dir/scores"
@@ -372,7 +390,8 @@ fi
 """
 
 
-def test_compare_mfcon_script(tiny_setup, tmp_path):
+def _fake_recipe(tiny_setup, tmp_path):
+    """A recipe dir with the real compare_mfcon.sh and FAKE_RUN_SH; returns (recipe, env)."""
     s = tiny_setup
     recipe = tmp_path / "recipe"
     (recipe / "local").mkdir(parents=True)
@@ -393,7 +412,12 @@ def test_compare_mfcon_script(tiny_setup, tmp_path):
     (data / "test" / "trials").mkdir()
     shutil.copy(s["trials"], data / "test" / "trials" / "t.kaldi")
     env = python_env()
-    env["TINY_EXP"] = str(s["exp"])
+    env.update(TINY_EXP=str(s["exp"]), TINY_FEATS=str(s["scp"]), TINY_TRIALS=str(s["trials"]))
+    return recipe, env
+
+
+def test_compare_mfcon_script(tiny_setup, tmp_path):
+    recipe, env = _fake_recipe(tiny_setup, tmp_path)
     cmd = ["bash", "local/compare_mfcon.sh", "--variants", "conf/compare/v.yaml",
            "--seeds", "1 2", "--train_opts", "--num_epochs 1", "--num_avg", "2"]
 
@@ -431,3 +455,27 @@ def test_compare_mfcon_script(tiny_setup, tmp_path):
     proc = subprocess.run(["bash", "local/compare_mfcon.sh", "--help"], cwd=recipe, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "--variants" in proc.stdout
+
+
+def test_compare_mfcon_prepare_mini(tiny_setup, tmp_path):
+    recipe, env = _fake_recipe(tiny_setup, tmp_path)
+    cmd = ["bash", "local/compare_mfcon.sh", "--variants", "conf/compare/v.yaml", "--seeds", "1",
+           "--data", "data80", "--out", "exp/c80"]
+
+    def run(*extra):
+        return subprocess.run(cmd + list(extra), cwd=recipe, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    proc = run()                                    # no data and no --prepare_mini
+    assert proc.returncode == 1 and "--prepare_mini true" in proc.stderr
+    proc = run("--prepare_mini", "yes")
+    assert proc.returncode == 1 and "must be true or false" in proc.stderr
+    proc = run("--prepare_mini", "true", "--mini_opts", "--num_test_spk 80 --num_trials 7680")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calls = (recipe / "calls.log").read_text().splitlines()
+    assert calls[0] == "prep|data80|1|--num_test_spk 80 --num_trials 7680"
+    assert [c.split("|")[2] for c in calls[1:]] == ["2-4", "2-4"]
+    assert (recipe / "exp/c80/comparison.json").is_file()
+    proc = run("--prepare_mini", "true")            # data ready: not prepared again
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len((recipe / "calls.log").read_text().splitlines()) == 3

@@ -4,8 +4,12 @@
 #   bash local/compare_mfcon.sh --variants conf/compare/mfcon_vs_baseline.yaml --seeds "1 2 3"
 #   bash local/compare_mfcon.sh --variants conf/compare/ablations.yaml --out exp/ablations \
 #     --train_opts "--num_epochs 4"
+#   bash local/compare_mfcon.sh --variants conf/compare/mfcon_lambda.yaml --seeds "1 2 3" \
+#     --prepare_mini true --mini_opts "--num_test_spk 80 --num_trials 7680" \
+#     --data data_t80 --out exp/compare_t80          # the README's main table, in one command
 #
-# Run from the recipe dir after stages 0-1 (data prep, fbank) for --data. For every variant V
+# Run from the recipe dir after stages 0-1 (data prep, fbank) for --data, or with
+# --prepare_mini true, which runs them on the mini corpus first. For every variant V
 # and seed S: run.sh stages 2-4 into OUT/V/seedS with train options "--seed S <V's overrides>
 # <--train_opts>", then bin/block_eer.py (EER of every Conformer block) on it. Finally
 # bin/summarize_comparison.py writes OUT/comparison.{md,json} and OUT/block_eer.png.
@@ -26,14 +30,19 @@ score_norm_method=asnorm
 gpus=""              # passed to run.sh; empty = CPU
 train_opts=""        # extra config overrides for every variant, e.g. "--num_epochs 4"
 block_trials=""      # trial list (name in DATA/test/trials) for block EER; default: the first
+prepare_mini=false   # true: make the mini corpus + fbank in --data first (run.sh stages 0-1)
+mini_opts=""         # options of tools/make_mini_corpus.py for --prepare_mini true
 
 help_message="Usage: $0 [--variants conf/compare/X.yaml] [--seeds \"1 2 3\"] [--data data]
   [--out exp/compare] [--nj 2] [--num_avg 3] [--top_n 100] [--score_norm_method asnorm|snorm]
   [--gpus 0,1] [--train_opts '--num_epochs 4'] [--block_trials NAME]
+  [--prepare_mini true --mini_opts '--num_test_spk 80 --num_trials 7680']
 Trains every variant of the variant file with every seed (run.sh stages 2-4), computes the EER
 of every block (OUT/V/seedS/block_eer.json) and summarizes into OUT/comparison.md,
-OUT/comparison.json and OUT/block_eer.png. Needs stages 0-1 done for --data."
-_options_list="variants seeds data out nj num_avg top_n score_norm_method gpus train_opts block_trials"
+OUT/comparison.json and OUT/block_eer.png. Needs stages 0-1 done for --data, or
+--prepare_mini true to run them on the mini corpus first."
+_options_list="variants seeds data out nj num_avg top_n score_norm_method gpus train_opts block_trials
+  prepare_mini mini_opts"
 . tools/parse_options.sh
 
 [ -f "$variants" ] || { echo "$0: error: $variants: no such variant file" >&2; exit 1; }
@@ -41,8 +50,15 @@ _options_list="variants seeds data out nj num_avg top_n score_norm_method gpus t
 for s in $seeds; do
   [[ "$s" =~ ^[0-9]+$ ]] || { echo "$0: error: seed '$s' is not a non-negative integer" >&2; exit 1; }
 done
+if [ "$prepare_mini" = true ] && \
+   { [ ! -f "$data/train/feats.scp" ] || [ ! -f "$data/test/feats.scp" ]; }; then
+  echo "$0: preparing the mini corpus in $data (run.sh stages 0-1, mini_opts '$mini_opts')"
+  bash run.sh --stage 0 --stop_stage 1 --data "$data" --nj "$nj" --mini_opts "$mini_opts" < /dev/null
+elif [ "$prepare_mini" != true ] && [ "$prepare_mini" != false ]; then
+  echo "$0: error: --prepare_mini must be true or false, got '$prepare_mini'" >&2; exit 1
+fi
 for f in "$data/train/feats.scp" "$data/test/feats.scp"; do
-  [ -f "$f" ] || { echo "$0: error: missing $f (run 'bash run.sh --stage 0 --stop_stage 1 --data $data' first)" >&2; exit 1; }
+  [ -f "$f" ] || { echo "$0: error: missing $f (run 'bash run.sh --stage 0 --stop_stage 1 --data $data' first, or use --prepare_mini true)" >&2; exit 1; }
 done
 if [ -z "$block_trials" ]; then
   block_trials=$(ls "$data"/test/trials/*.kaldi 2>/dev/null | head -n 1 || true)
