@@ -104,6 +104,25 @@ def test_order_independent(tiny, tmp_path):
     assert _same_tree(os.path.join(root, "test"), os.path.join(bigger, "test"))
 
 
+def test_first_test_spk_gives_disjoint_test_set(tiny, tmp_path):
+    root, _ = tiny                                  # test speakers id10001..id10003
+    later = str(tmp_path / "later")
+    mc.make_corpus(later, seed=5, **dict(TINY, num_test_spk=2), first_test_spk=3)
+    assert _same_tree(os.path.join(root, "train"), os.path.join(later, "train"))
+    test_wav = os.path.join(later, "test", "wav")
+    assert sorted(os.listdir(test_wav)) == ["id10004", "id10005"]
+    # the same speakers as in a corpus with 5 test speakers, byte for byte
+    five = str(tmp_path / "five")
+    mc.make_corpus(five, seed=5, **dict(TINY, num_test_spk=5), splits=("test",))
+    for spk in ("id10004", "id10005"):
+        assert _same_tree(os.path.join(test_wav, spk), os.path.join(five, "test", "wav", spk))
+    trials = open(os.path.join(later, "test", "trials.txt")).read().split()
+    assert trials and {t.split("/")[0] for t in trials[1::3] + trials[2::3]} == {
+        "id10004", "id10005"}
+    with pytest.raises(DataError, match="first_test_spk"):
+        mc.make_corpus(str(tmp_path / "bad"), **dict(TINY), first_test_spk=-1)
+
+
 # ---------------------------------------------------------------------------------------------
 # (b) parallel jobs
 # ---------------------------------------------------------------------------------------------

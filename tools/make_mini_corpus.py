@@ -28,6 +28,10 @@ def get_parser():
                    help="train speakers (default %(default)s)")
     p.add_argument("--num_test_spk", type=int, default=d["num_test_spk"],
                    help="test speakers (default %(default)s)")
+    p.add_argument("--first_test_spk", type=int, default=d["first_test_spk"],
+                   help="skip this many test speakers: a test set disjoint from one made with "
+                        "--num_test_spk <= this value, with the same train set "
+                        "(default %(default)s)")
     p.add_argument("--sessions_per_spk", type=int, default=d["sessions_per_spk"],
                    help="sessions (recordings, each with its own channel) per speaker, >= 2 "
                         "(default %(default)s)")
@@ -54,7 +58,8 @@ def main(argv=None):
                      num_test_spk=args.num_test_spk, sessions_per_spk=args.sessions_per_spk,
                      utts_per_session=args.utts_per_session, min_dur=args.min_dur,
                      max_dur=args.max_dur, seed=args.seed, jobs=args.jobs,
-                     num_trials=args.num_trials, force=args.force,
+                     num_trials=args.num_trials, first_test_spk=args.first_test_spk,
+                     force=args.force,
                      progress=not args.no_progress)
     if st["skipped"]:
         print(f"{args.out_dir}: mini corpus already complete (.done, same parameters); "

@@ -54,6 +54,7 @@ DEFAULTS = dict(
     max_dur=4.0,
     seed=777,
     num_trials=1800,
+    first_test_spk=0,
 )
 
 # Bumped whenever the synthesis changes its output: a corpus made by another version is not
@@ -577,10 +578,11 @@ def session_names(seed, split, spk, sessions_per_spk):
     return names
 
 
-def utterance_paths(seed, split, num_spk, sessions_per_spk, utts_per_session):
-    """[(relative path 'idXXXXX/<session>/<nnnnn>.wav', spk, sess, utt), ...] in order."""
+def utterance_paths(seed, split, num_spk, sessions_per_spk, utts_per_session, first_spk=0):
+    """[(relative path 'idXXXXX/<session>/<nnnnn>.wav', spk, sess, utt), ...] in order,
+    for the speakers first_spk .. first_spk + num_spk - 1 of the split."""
     rows = []
-    for spk in range(num_spk):
+    for spk in range(first_spk, first_spk + num_spk):
         sid = speaker_id(split, spk)
         for sess, name in enumerate(session_names(seed, split, spk, sessions_per_spk)):
             for utt in range(utts_per_session):
@@ -612,8 +614,8 @@ def _speaker_task(args):
             time.process_time() - t0)
 
 
-def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials):
-    """VoxCeleb-format trials over the test split: [(label, enroll, test), ...].
+def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials, first_spk=0):
+    """VoxCeleb-format trials over test speakers first_spk.. : [(label, enroll, test), ...].
 
     About half are targets, always from two different sessions of the speaker; nontargets
     pair utterances of two different speakers. No pair appears twice, sorted by enroll path.
@@ -624,7 +626,7 @@ def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials):
         raise DataError("trials need at least 2 test speakers")
     if num_trials < 2:
         raise DataError(f"num_trials must be >= 2, got {num_trials}")
-    rows = utterance_paths(seed, "test", num_spk, sessions_per_spk, utts_per_session)
+    rows = utterance_paths(seed, "test", num_spk, sessions_per_spk, utts_per_session, first_spk)
     paths = [p for p, *_ in rows]
     spk = np.array([s for _, s, _, _ in rows])
     sess = np.array([s for _, _, s, _ in rows])
@@ -689,14 +691,16 @@ def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials):
 
 
 def _check_args(num_train_spk, num_test_spk, sessions_per_spk, utts_per_session, min_dur,
-                max_dur, seed, jobs, num_trials):
+                max_dur, seed, jobs, num_trials, first_test_spk):
     for name, v, lo in (("num_train_spk", num_train_spk, 0), ("num_test_spk", num_test_spk, 2),
+                        ("first_test_spk", first_test_spk, 0),
                         ("sessions_per_spk", sessions_per_spk, 2),
                         ("utts_per_session", utts_per_session, 1), ("jobs", jobs, 1),
                         ("num_trials", num_trials, 2), ("seed", seed, 0)):
         if int(v) != v or v < lo:
             raise DataError(f"{name} must be an integer >= {lo}, got {v}")
-    for name, v in (("num_train_spk", num_train_spk), ("num_test_spk", num_test_spk)):
+    for name, v in (("num_train_spk", num_train_spk),
+                    ("first_test_spk + num_test_spk", first_test_spk + num_test_spk)):
         if v > 9999:
             raise DataError(f"{name} must be <= 9999, got {v}")
     if not (0.5 <= min_dur <= max_dur <= 600):
@@ -708,7 +712,8 @@ def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
                 sessions_per_spk=DEFAULTS["sessions_per_spk"],
                 utts_per_session=DEFAULTS["utts_per_session"], min_dur=DEFAULTS["min_dur"],
                 max_dur=DEFAULTS["max_dur"], seed=DEFAULTS["seed"], jobs=1,
-                num_trials=DEFAULTS["num_trials"], force=False, splits=SPLITS, progress=True):
+                num_trials=DEFAULTS["num_trials"], first_test_spk=DEFAULTS["first_test_spk"],
+                force=False, splits=SPLITS, progress=True):
     """Write the corpus under out_dir; returns a stats dict (or {'skipped': True, ...}).
 
     Layout: out_dir/{train,test}/wav/idXXXXX/<session>/<nnnnn>.wav, out_dir/test/trials.txt
@@ -717,9 +722,11 @@ def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
     parameters does nothing; with other parameters it refuses unless force=True. An
     interrupted run leaves no .done; the next run clears what it left and starts again.
     `splits` may restrict generation (files do not depend on the other split).
+    first_test_spk > 0 skips that many test speakers: the test set is then disjoint from the
+    test set of a corpus with num_test_spk <= first_test_spk, and the train split is the same.
     """
     _check_args(num_train_spk, num_test_spk, sessions_per_spk, utts_per_session, min_dur,
-                max_dur, seed, jobs, num_trials)
+                max_dur, seed, jobs, num_trials, first_test_spk)
     splits = tuple(splits)
     for s in splits:
         _split_index(s)
@@ -728,10 +735,13 @@ def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
                   min_dur=float(min_dur), max_dur=float(max_dur), seed=int(seed),
                   num_trials=int(num_trials), splits=list(splits), sample_rate=SAMPLE_RATE,
                   version=GENERATOR_VERSION)
+    if first_test_spk:   # only when set, so corpora made before the option still match
+        params["first_test_spk"] = int(first_test_spk)
     # The trial list first: it checks the layout before anything is written.
     trials = None
     if "test" in splits:
-        trials = make_trials(seed, num_test_spk, sessions_per_spk, utts_per_session, num_trials)
+        trials = make_trials(seed, num_test_spk, sessions_per_spk, utts_per_session, num_trials,
+                             first_test_spk)
     done = os.path.join(out_dir, DONE_MARKER)
     incomplete = os.path.join(out_dir, INCOMPLETE_MARKER)
     if os.path.isfile(done):
@@ -759,12 +769,13 @@ def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
     with atomic_write(incomplete) as f:
         json.dump(params, f)
 
-    counts = dict(train=num_train_spk, test=num_test_spk)
+    speakers = dict(train=range(num_train_spk),
+                    test=range(first_test_spk, first_test_spk + num_test_spk))
     tasks = []
     for split in splits:
         wav_dir = os.path.join(out_dir, split, "wav")
         os.makedirs(wav_dir, exist_ok=True)
-        for spk in range(counts[split]):
+        for spk in speakers[split]:
             tasks.append((wav_dir, seed, split, spk, sessions_per_spk, utts_per_session,
                           min_dur, max_dur))
 
