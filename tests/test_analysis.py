@@ -380,6 +380,8 @@ if [ "$stage" = 0 ]; then       # stages 0-1: a "mini corpus" made of the tiny f
 fi
 echo "$config|$train_opts|$stage-$stop_stage|$num_avg|$top_n" >> calls.log
 seed=$(echo "$train_opts" | sed -n 's/.*--seed \([0-9]*\).*/\1/p')
+# a "checkpoint" that says which run wrote it: run.sh resumes from checkpoints it finds
+[ -f "$exp_dir/models/model_1.pt" ] || { mkdir -p "$exp_dir/models"; echo "$exp_dir" > "$exp_dir/models/model_1.pt"; }
 mkdir -p "$exp_dir/models" "$exp_dir/scores"
 cp "$TINY_EXP/config.yaml" "$exp_dir/config.yaml"
 cp "$TINY_EXP/models/avg_model.pt" "$exp_dir/models/avg_model.pt"
@@ -483,3 +485,24 @@ def test_compare_mfcon_prepare_mini(tiny_setup, tmp_path):
     proc = run("--prepare_mini", "true")            # data ready: not prepared again
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len((recipe / "calls.log").read_text().splitlines()) == 3
+
+
+def test_compare_mfcon_models_from(tiny_setup, tmp_path):
+    recipe, env = _fake_recipe(tiny_setup, tmp_path)
+    cmd = ["bash", "local/compare_mfcon.sh", "--variants", "conf/compare/v.yaml", "--seeds", "1"]
+    proc = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copytree(recipe / "data", recipe / "data2")          # "another test set"
+    cmd2 = cmd + ["--data", "data2", "--out", "exp/c2", "--models_from", "exp/compare"]
+    proc = subprocess.run(cmd2, cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for v in ("baseline", "mfcon"):
+        ckpt = recipe / f"exp/c2/{v}/seed1/models/model_1.pt"
+        assert ckpt.read_text().strip() == f"exp/compare/{v}/seed1"   # linked, not retrained
+        assert (recipe / f"exp/c2/{v}/seed1/scores/results.json").is_file()
+        assert (recipe / f"exp/c2/{v}/seed1/block_eer.json").is_file()
+    # a run that was not trained with these options is refused
+    proc = subprocess.run(cmd2[:-4] + ["--out", "exp/c3", "--models_from", "exp/compare",
+                                       "--train_opts", "--num_epochs 3"],
+                          cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "has no run trained with" in proc.stderr

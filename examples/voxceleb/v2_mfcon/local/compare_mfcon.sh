@@ -7,6 +7,8 @@
 #   bash local/compare_mfcon.sh --variants conf/compare/mfcon_lambda.yaml --seeds "1 2 3" \
 #     --prepare_mini true --mini_opts "--num_test_spk 80 --num_trials 7680" \
 #     --data data_t80 --out exp/compare_t80          # the README's main table, in one command
+#   bash local/compare_mfcon.sh --variants conf/compare/mfcon_lambda.yaml --seeds "1 2 3" \
+#     --data data_h80 --out exp/compare_h80 --models_from exp/compare_t80   # held-out speakers
 #
 # Run from the recipe dir after stages 0-1 (data prep, fbank) for --data, or with
 # --prepare_mini true, which runs them on the mini corpus first. For every variant V
@@ -32,17 +34,20 @@ train_opts=""        # extra config overrides for every variant, e.g. "--num_epo
 block_trials=""      # trial list (name in DATA/test/trials) for block EER; default: the first
 prepare_mini=false   # true: make the mini corpus + fbank in --data first (run.sh stages 0-1)
 mini_opts=""         # options of tools/make_mini_corpus.py for --prepare_mini true
+models_from=""       # reuse the checkpoints of MODELS_FROM/V/seedS (same options; hard links)
+                     # instead of training: scores models trained once on another test set
 
 help_message="Usage: $0 [--variants conf/compare/X.yaml] [--seeds \"1 2 3\"] [--data data]
   [--out exp/compare] [--nj 2] [--num_avg 3] [--top_n 100] [--score_norm_method asnorm|snorm]
   [--gpus 0,1] [--train_opts '--num_epochs 4'] [--block_trials NAME]
-  [--prepare_mini true --mini_opts '--num_test_spk 80 --num_trials 7680']
+  [--prepare_mini true --mini_opts '--num_test_spk 80 --num_trials 7680'] [--models_from OUT0]
 Trains every variant of the variant file with every seed (run.sh stages 2-4), computes the EER
 of every block (OUT/V/seedS/block_eer.json) and summarizes into OUT/comparison.md,
 OUT/comparison.json and OUT/block_eer.png. Needs stages 0-1 done for --data, or
---prepare_mini true to run them on the mini corpus first."
+--prepare_mini true to run them on the mini corpus first. --models_from OUT0 scores the
+models of an earlier comparison OUT0 (same variants, seeds and train data) on --data."
 _options_list="variants seeds data out nj num_avg top_n score_norm_method gpus train_opts block_trials
-  prepare_mini mini_opts"
+  prepare_mini mini_opts models_from"
 . tools/parse_options.sh
 
 [ -f "$variants" ] || { echo "$0: error: $variants: no such variant file" >&2; exit 1; }
@@ -68,6 +73,18 @@ elif [ ! -f "$block_trials" ]; then
 fi
 [ -f "$block_trials" ] || { echo "$0: error: no trial list $block_trials" >&2; exit 1; }
 
+# reuse_models SRC DST OPTS: hard-link SRC's checkpoints into DST, so that run.sh stage 2 resumes
+# at the last epoch (nothing to train), averages and goes on to scoring.
+reuse_models() {
+  if [ ! -f "$1/compare_opts" ] || [ "$(cat "$1/compare_opts")" != "$3" ]; then
+    echo "$0: error: --models_from: $1 has no run trained with '$3'" >&2; exit 1
+  fi
+  if [ ! -d "$2/models" ]; then
+    cp -al "$1/models" "$2/models" 2>/dev/null || cp -a "$1/models" "$2/models"
+    rm -f "$2/models/avg_model.pt"
+  fi
+}
+
 # "name|config|overrides" lines; checks names, configs and override keys up front.
 variant_lines=$(python -m wespeaker_mfcon.bin.summarize_comparison --list_variants "$variants")
 mapfile -t lines <<< "$variant_lines"
@@ -89,8 +106,13 @@ for line in "${lines[@]}"; do
       fi
       echo "$0: $name/seed$s: done already ($dir/scores/results.json)"
     else
-      echo "$0: $name/seed$s: training $config with '$opts' -> $dir"
       mkdir -p "$dir"
+      if [ -n "$models_from" ]; then
+        echo "$0: $name/seed$s: scoring the models of $models_from/$name/seed$s -> $dir"
+        reuse_models "$models_from/$name/seed$s" "$dir" "$config $opts"
+      else
+        echo "$0: $name/seed$s: training $config with '$opts' -> $dir"
+      fi
       echo "$config $opts" > "$dir/compare_opts"
       bash run.sh --stage 2 --stop_stage 4 --config "$config" --exp_dir "$dir" --data "$data" \
         --nj "$nj" --gpus "$gpus" --num_avg "$num_avg" --top_n "$top_n" \
