@@ -354,7 +354,6 @@ def test_shipped_variant_files(monkeypatch, capsys):
         "--mfcon_args.weight=3.0", "--mfcon_args.weight=10.0"]
     variants, _ = summarize_comparison.read_variants("conf/compare/mfcon_blocks.yaml")
     assert [" ".join(t) for _, _, t in variants][2:] == [
-        "--mfcon_args.weight=1.0 --mfcon_args.blocks=[0]",
         "--mfcon_args.weight=1.0 --mfcon_args.blocks=[-1]"]
     # the long-schedule pair differs only in MFCon
     (_, base_conf, base_t), (_, mf_conf, mf_t) = summarize_comparison.read_variants(
