@@ -77,29 +77,31 @@ def plot_block_curves(series, path, title="EER per block", ylabel="EER (%)"):
 
     series: list of dicts {label, blocks: [k...], eer: [..], std: [..] or None,
     embedding: float or None, embedding_std: float or None}. The embedding EER is drawn
-    as a dashed horizontal line in the series' colour.
+    as a dashed horizontal line in the series' colour and given in its legend entry; the
+    legend sits right of the axes, so many series do not hide the curves.
     """
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(9.0, 4.5), dpi=100)
     try:
         all_blocks = set()
         for s in series:
             blocks = list(s["blocks"])
             all_blocks.update(blocks)
+            label = s["label"]
+            if s.get("embedding") is not None:
+                label += f" (embedding {s['embedding']:.2f}%, dashed)"
             std = s.get("std")
             if std is not None and any(v is not None for v in std):
                 yerr = [0.0 if v is None else v for v in std]
                 line = ax.errorbar(blocks, s["eer"], yerr=yerr, marker="o", capsize=3,
-                                   lw=1.5, label=s["label"]).lines[0]
+                                   lw=1.5, label=label).lines[0]
             else:
-                line, = ax.plot(blocks, s["eer"], marker="o", lw=1.5, label=s["label"])
+                line, = ax.plot(blocks, s["eer"], marker="o", lw=1.5, label=label)
             if s.get("embedding") is not None:
-                label = f"{s['label']}: embedding ({s['embedding']:.2f}%)"
-                ax.axhline(s["embedding"], ls="--", lw=1.0, color=line.get_color(),
-                           label=label)
+                ax.axhline(s["embedding"], ls="--", lw=1.0, color=line.get_color())
                 if s.get("embedding_std"):
                     ax.axhspan(s["embedding"] - s["embedding_std"],
                                s["embedding"] + s["embedding_std"],
@@ -108,16 +110,19 @@ def plot_block_curves(series, path, title="EER per block", ylabel="EER (%)"):
         ax.set_xlabel("Conformer block")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        _save(fig, ax, path)
+        _save(fig, ax, path, legend_loc="outside")
     finally:
         plt.close(fig)
     return path
 
 
 def _save(fig, ax, path, legend_loc="best"):
-    """Grid, legend, tight layout, then an atomic PNG write."""
+    """Grid, legend (legend_loc "outside": right of the axes), tight layout, atomic PNG write."""
     ax.grid(True, ls="--", lw=0.5, alpha=0.6)
-    ax.legend(loc=legend_loc, fontsize=8)
+    if legend_loc == "outside":
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
+    else:
+        ax.legend(loc=legend_loc, fontsize=8)
     fig.tight_layout()
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png")
