@@ -355,6 +355,11 @@ def test_shipped_variant_files(monkeypatch, capsys):
     variants, _ = summarize_comparison.read_variants("conf/compare/mfcon_blocks.yaml")
     assert [" ".join(t) for _, _, t in variants][2:] == [
         "--mfcon_args.weight=1.0 --mfcon_args.blocks=[-1]"]
+    variants, _ = summarize_comparison.read_variants("conf/compare/mfcon_batches.yaml")
+    assert [(n, " ".join(t)) for n, _, t in variants][2:] == [
+        ("mfcon_l3.0_random", "--mfcon_args.weight=3.0 --dataset_args.sampler=random"),
+        ("mfcon_l3.0_2crops", "--mfcon_args.weight=3.0 --dataset_args.two_crops=true "
+         "--dataset_args.spk_per_batch=32 --dataset_args.utts_per_spk=1")]
     # the long-schedule pair differs only in MFCon
     (_, base_conf, base_t), (_, mf_conf, mf_t) = summarize_comparison.read_variants(
         "conf/compare/mfcon_long.yaml")[0]
