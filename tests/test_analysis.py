@@ -384,9 +384,9 @@ if [ "$stage" = 0 ]; then       # stages 0-1: a "mini corpus" made of the tiny f
 fi
 echo "$config|$train_opts|$stage-$stop_stage|$num_avg|$top_n" >> calls.log
 seed=$(echo "$train_opts" | sed -n 's/.*--seed \([0-9]*\).*/\1/p')
-# a "checkpoint" that says which run wrote it: run.sh resumes from checkpoints it finds
-[ -f "$exp_dir/models/model_1.pt" ] || { mkdir -p "$exp_dir/models"; echo "$exp_dir" > "$exp_dir/models/model_1.pt"; }
 mkdir -p "$exp_dir/models" "$exp_dir/scores"
+# a "checkpoint" that says which run wrote it: run.sh resumes from checkpoints it finds
+[ -f "$exp_dir/models/model_1.pt" ] || echo "$exp_dir" > "$exp_dir/models/model_1.pt"
 cp "$TINY_EXP/config.yaml" "$exp_dir/config.yaml"
 cp "$TINY_EXP/models/avg_model.pt" "$exp_dir/models/avg_model.pt"
 case "$config" in *mfcon*) base=8 ;; *) base=10 ;; esac

@@ -120,7 +120,7 @@ def test_first_test_spk_gives_disjoint_test_set(tiny, tmp_path):
     assert trials and {t.split("/")[0] for t in trials[1::3] + trials[2::3]} == {
         "id10004", "id10005"}
     with pytest.raises(DataError, match="first_test_spk"):
-        mc.make_corpus(str(tmp_path / "bad"), **dict(TINY), first_test_spk=-1)
+        mc.make_corpus(str(tmp_path / "bad"), **TINY, first_test_spk=-1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,12 +55,14 @@ _options_list="variants seeds data out nj num_avg top_n score_norm_method gpus t
 for s in $seeds; do
   [[ "$s" =~ ^[0-9]+$ ]] || { echo "$0: error: seed '$s' is not a non-negative integer" >&2; exit 1; }
 done
+case "$prepare_mini" in
+  true|false) ;;
+  *) echo "$0: error: --prepare_mini must be true or false, got '$prepare_mini'" >&2; exit 1 ;;
+esac
 if [ "$prepare_mini" = true ] && \
    { [ ! -f "$data/train/feats.scp" ] || [ ! -f "$data/test/feats.scp" ]; }; then
   echo "$0: preparing the mini corpus in $data (run.sh stages 0-1, mini_opts '$mini_opts')"
   bash run.sh --stage 0 --stop_stage 1 --data "$data" --nj "$nj" --mini_opts "$mini_opts" < /dev/null
-elif [ "$prepare_mini" != true ] && [ "$prepare_mini" != false ]; then
-  echo "$0: error: --prepare_mini must be true or false, got '$prepare_mini'" >&2; exit 1
 fi
 for f in "$data/train/feats.scp" "$data/test/feats.scp"; do
   [ -f "$f" ] || { echo "$0: error: missing $f (run 'bash run.sh --stage 0 --stop_stage 1 --data $data' first, or use --prepare_mini true)" >&2; exit 1; }
