@@ -1,6 +1,5 @@
 """Stage 3 and 5 as users run them: extract.sh from .pt and .onnx, ONNX parity, sherpa-onnx."""
 
-import os
 import subprocess
 import sys
 

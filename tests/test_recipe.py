@@ -5,7 +5,6 @@ import os
 import subprocess
 
 import kaldiio
-import pytest
 
 from conftest import RECIPE, python_env, write_tree, write_vox_trials
 from train_utils import TINY_MODEL, tiny_config
