@@ -5,7 +5,7 @@
 
 Builds, in a temporary directory, a small wav set (--utts synthetic talkers of --utt_dur s,
 16 kHz PCM16, written with soundfile) and a synthetic augmentation set
-(wespeaker_mfcon.dataset.mini_noise.generate_noise_set: noise / music / babble-speech files
+(wespeaker_mfcon.synth.noise.generate_noise_set: noise / music / babble-speech files
 and RIRs), then the paper config's raw training dataset
 
     SpeakerChunkDataset(data_type="raw", num_frames=300,           # 3 s chunks
@@ -49,7 +49,7 @@ from benchmarks.common import command_line, finish_report, load_avg, markdown_ta
 from wespeaker_mfcon.bin.train import build_optimizer, build_parts  # noqa: E402
 from wespeaker_mfcon.dataset.augment import Augmentor  # noqa: E402
 from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id  # noqa: E402
-from wespeaker_mfcon.dataset.mini_noise import generate_noise_set, make_speech  # noqa: E402
+from wespeaker_mfcon.synth.noise import generate_noise_set, make_speech  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
 from wespeaker_mfcon.trainer import EpochRunner  # noqa: E402
 from wespeaker_mfcon.utils.config import load_config  # noqa: E402

@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
-from wespeaker_mfcon.bin import block_eer, summarize_comparison
+from wespeaker_mfcon.analysis import block_eer, summarize_comparison
 from wespeaker_mfcon.models import build_model
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.metrics import compute_eer, compute_min_dcf
 
 from conftest import RECIPE, ROOT, python_env
@@ -193,7 +193,7 @@ def test_block_eer_missing_utterance(tiny_setup, tmp_path):
     s = tiny_setup
     trials = tmp_path / "bad.kaldi"
     trials.write_text("spk0-utt0 nobody target\nspk0-utt0 spk1-utt0 nontarget\n")
-    with pytest.raises(DataError, match="nobody"):
+    with pytest.raises(UserError, match="nobody"):
         block_eer.main(["--exp_dir", str(s["exp"]), "--feats_scp", s["scp"],
                         "--trials", str(trials), "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
@@ -285,19 +285,19 @@ def test_summarize_comparison_numbers(tmp_path):
     b2 = json.loads((out2 / "comparison.json").read_text())["variants"]["baseline"]
     assert b2["results"]["vox1_O"]["cosine"]["eer"]["rel_change_pct"] == pytest.approx(
         2.5 / 9.5 * 100)
-    with pytest.raises(DataError, match="nope"):
+    with pytest.raises(UserError, match="nope"):
         summarize_comparison.main(["--runs", *runs, "--baseline", "nope",
                                    "--out_dir", str(out2)])
 
 
 def test_summarize_comparison_bad_runs(tmp_path):
-    with pytest.raises(DataError, match="results.json"):
+    with pytest.raises(UserError, match="results.json"):
         summarize_comparison.main(["--runs", f"a/seed1={tmp_path / 'nothing'}",
                                    "--out_dir", str(tmp_path / "o")])
-    with pytest.raises(DataError, match="VARIANT/SEED=EXP_DIR"):
+    with pytest.raises(UserError, match="VARIANT/SEED=EXP_DIR"):
         summarize_comparison.main(["--runs", "a/seed1", "--out_dir", str(tmp_path / "o")])
     run = write_run(tmp_path, "a/seed1", res(1.0, 0.1, 1.0))
-    with pytest.raises(DataError, match="twice"):
+    with pytest.raises(UserError, match="twice"):
         summarize_comparison.main(["--runs", run, run, "--out_dir", str(tmp_path / "o")])
 
 
@@ -329,7 +329,7 @@ def test_list_variants(tmp_path, monkeypatch, capsys):
         (f"a: {{config: {conf}, overrides: '--seed 2 | x'}}\n", "shell characters"),
     ]:
         vf.write_text(text)
-        with pytest.raises(DataError, match=match):
+        with pytest.raises(UserError, match=match):
             summarize_comparison.main(["--list_variants", str(vf)])
 
 

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from wespeaker_mfcon.utils.audio import load_wav
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def _tone(sr, seconds, freq=440.0, amp=0.5):
@@ -52,7 +52,7 @@ def test_multichannel_takes_first_with_warning(tmp_path, caplog):
 def _bad(tmp_path, name, content, why=""):
     p = tmp_path / name
     p.write_bytes(content)
-    with pytest.raises(DataError, match=f"{name}.*{why}"):
+    with pytest.raises(UserError, match=f"{name}.*{why}"):
         load_wav(str(p))
 
 
@@ -66,9 +66,9 @@ def test_bad_files_name_the_file(tmp_path):
     _bad(tmp_path, "header_only.wav", data[:30])
     zero = tmp_path / "nosamples.wav"
     sf.write(zero, np.zeros(0, np.float32), 16000)
-    with pytest.raises(DataError, match="nosamples.wav.*no samples"):
+    with pytest.raises(UserError, match="nosamples.wav.*no samples"):
         load_wav(str(zero))
-    with pytest.raises(DataError, match="missing.wav"):
+    with pytest.raises(UserError, match="missing.wav"):
         load_wav(str(tmp_path / "missing.wav"))
 
 
@@ -77,5 +77,5 @@ def test_nan_inf_rejected(tmp_path):
     x[100] = np.nan
     p = tmp_path / "nan.wav"
     sf.write(p, x, 16000, subtype="FLOAT")
-    with pytest.raises(DataError, match="nan.wav.*NaN"):
+    with pytest.raises(UserError, match="nan.wav.*NaN"):
         load_wav(str(p))

@@ -8,11 +8,12 @@ import pytest
 import soundfile as sf
 
 from wespeaker_mfcon.bin import prepare_aug_lists
-from wespeaker_mfcon.dataset import mini_noise
+from wespeaker_mfcon.synth import noise as mini_noise
 from wespeaker_mfcon.dataset.augment import (Augmentor, add_noise, add_reverb, fit_length,
                                               parse_speed_id, speed_perturb,
                                               speed_perturb_utt2spk)
-from wespeaker_mfcon.utils.file_utils import DataError, read_scp
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_scp
 
 SR = 16000
 
@@ -138,7 +139,7 @@ def test_speed_perturb_utt2spk_and_parse():
     assert parse_speed_id("sp0.9-id1/v2/00002") == (0.9, "id1/v2/00002")
     assert parse_speed_id("sp1.1-id2/v1/00001") == (1.1, "id2/v1/00001")
     assert parse_speed_id("id2/v1/00001") == (1.0, "id2/v1/00001")
-    with pytest.raises(DataError):
+    with pytest.raises(UserError):
         speed_perturb_utt2spk(utt2spk, factors=(0.9, 0.9))
 
 
@@ -217,30 +218,30 @@ def test_augmentor_bad_files(tmp_path, synth):
     scp = tmp_path / "noise.scp"
     scp.write_text(f"noise-broken {bad}\n")
     aug = Augmentor({"aug_prob": 1.0, "noise_scp": str(scp)})
-    with pytest.raises(DataError, match="noise-broken.wav") as ei:
+    with pytest.raises(UserError, match="noise-broken.wav") as ei:
         aug(_speech(), np.random.default_rng(0))
     assert f"{scp}:1" in str(ei.value)
 
     empty = tmp_path / "empty.wav"
     sf.write(str(empty), np.zeros(0, np.float32), SR)
     scp.write_text(f"noise-empty {empty}\n")
-    with pytest.raises(DataError, match="empty.wav"):
+    with pytest.raises(UserError, match="empty.wav"):
         Augmentor({"aug_prob": 1.0, "noise_scp": str(scp)})(_speech(), np.random.default_rng(0))
 
     rir_scp = tmp_path / "rir.scp"
     rir_scp.write_text("r1 /nonexistent/dir/r1.wav\n")
-    with pytest.raises(DataError, match=r"rir.scp:1: .*/nonexistent/dir/r1.wav"):
+    with pytest.raises(UserError, match=r"rir.scp:1: .*/nonexistent/dir/r1.wav"):
         Augmentor({"rir_scp": str(rir_scp)})          # fails at construction
 
     scp.write_text(f"mystery-1 {bad}\n")
-    with pytest.raises(DataError, match="noise type"):
+    with pytest.raises(UserError, match="noise type"):
         Augmentor({"noise_scp": str(scp)})
     scp.write_text(f"mystery-1 {bad} music\n")          # third column gives the type
     assert Augmentor({"noise_scp": str(scp)}).types == ["music"]
 
-    with pytest.raises(DataError, match="aug_types"):
+    with pytest.raises(UserError, match="aug_types"):
         Augmentor({"noise_scp": noise_scp, "aug_types": ["reverb"]})
-    with pytest.raises(DataError, match="aug_prob"):
+    with pytest.raises(UserError, match="aug_prob"):
         Augmentor({"aug_prob": 1.5})
 
 
@@ -280,10 +281,10 @@ def test_prepare_aug_lists_fake_tree(tmp_path):
 
     empty = tmp_path / "empty" / "musan" / "noise"
     empty.mkdir(parents=True)
-    with pytest.raises(DataError, match="no .wav files"):
+    with pytest.raises(UserError, match="no .wav files"):
         prepare_aug_lists.main(["--musan_root", str(tmp_path / "empty"),
                                 "--out_dir", str(tmp_path / "x")])
-    with pytest.raises(DataError, match="no RIR"):
+    with pytest.raises(UserError, match="no RIR"):
         prepare_aug_lists.main(["--rir_root", str(tmp_path / "empty"),
                                 "--out_dir", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()

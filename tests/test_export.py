@@ -14,7 +14,7 @@ from train_utils import TINY_MODEL
 from wespeaker_mfcon.bin.export_onnx import main as export_main
 from wespeaker_mfcon.inference import Embedder, load_model
 from wespeaker_mfcon.models import build_model
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_sherpa_onnx_loads_the_file_and_agrees(exp):
 
 def test_export_fails_and_leaves_no_file_when_parity_is_broken(exp, tmp_path):
     out = tmp_path / "x.onnx"
-    with pytest.raises(DataError, match="differs from PyTorch"):
+    with pytest.raises(UserError, match="differs from PyTorch"):
         export_main(["--exp_dir", str(exp), "--checkpoint", str(exp / "models/avg_model.pt"),
                      "--output", str(out), "--tol", "0"])
     assert not out.exists() and not list(tmp_path.glob("*.onnx"))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from wespeaker_mfcon.bin.compute_metrics import evaluate, format_table
+from wespeaker_mfcon.bin.compute_metrics import format_table
+from wespeaker_mfcon.utils.metrics import evaluate
 from wespeaker_mfcon.utils.metrics import compute_eer, compute_min_dcf, det_curve
 
 # Ten trials, 4 target (T) / 6 nontarget (N), listed in ascending score order:

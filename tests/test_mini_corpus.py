@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wespeaker_mfcon.dataset import mini_corpus as mc
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.synth import mini_corpus as mc
+from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.metrics import compute_eer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,7 +119,7 @@ def test_first_test_spk_gives_disjoint_test_set(tiny, tmp_path):
     trials = open(os.path.join(later, "test", "trials.txt")).read().split()
     assert trials and {t.split("/")[0] for t in trials[1::3] + trials[2::3]} == {
         "id10004", "id10005"}
-    with pytest.raises(DataError, match="first_test_spk"):
+    with pytest.raises(UserError, match="first_test_spk"):
         mc.make_corpus(str(tmp_path / "bad"), **TINY, first_test_spk=-1)
 
 
@@ -183,9 +183,9 @@ def test_trials_tiny_and_more_than_possible(tiny):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(DataError, match="sessions_per_spk"):
+    with pytest.raises(UserError, match="sessions_per_spk"):
         mc.make_corpus(str(tmp_path / "x"), **dict(TINY, sessions_per_spk=1))
-    with pytest.raises(DataError, match="min_dur"):
+    with pytest.raises(UserError, match="min_dur"):
         mc.make_corpus(str(tmp_path / "x"), **dict(TINY, min_dur=3.0, max_dur=2.0))
     assert not os.path.exists(tmp_path / "x" / ".done")
 
@@ -198,7 +198,7 @@ def test_rerun_semantics(tmp_path):
     small = dict(TINY, num_train_spk=1, num_test_spk=2, num_trials=6)
     assert not mc.make_corpus(out, seed=1, **small)["skipped"]
     assert mc.make_corpus(out, seed=1, **small)["skipped"]
-    with pytest.raises(DataError, match="other parameters"):
+    with pytest.raises(UserError, match="other parameters"):
         mc.make_corpus(out, seed=2, **small)
     # An interrupted run: no .done, stale files from a bigger corpus; the next run clears them.
     os.remove(os.path.join(out, ".done"))
@@ -212,7 +212,7 @@ def test_rerun_semantics(tmp_path):
     # Someone else's data is never overwritten.
     foreign = str(tmp_path / "foreign")
     os.makedirs(os.path.join(foreign, "train"))
-    with pytest.raises(DataError, match="not made by"):
+    with pytest.raises(UserError, match="not made by"):
         mc.make_corpus(foreign, seed=1, **small)
 
 

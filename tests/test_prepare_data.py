@@ -7,7 +7,8 @@ import pytest
 from conftest import python_env, write_tree
 from wespeaker_mfcon.bin.prepare_data import main as prepare_main
 from wespeaker_mfcon.dataset.voxceleb import prepare_set, scan_tree
-from wespeaker_mfcon.utils.file_utils import DataError, read_lists, read_scp, read_table
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_lists, read_scp, read_table
 
 
 def test_prepares_train_and_test_dirs_with_kaldi_trials(vox_tree, tmp_path):
@@ -29,7 +30,7 @@ def test_prepares_train_and_test_dirs_with_kaldi_trials(vox_tree, tmp_path):
 
 def test_empty_tree_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no audio files"):
+    with pytest.raises(UserError, match="no audio files"):
         scan_tree(str(tmp_path / "empty"))
 
 
@@ -41,7 +42,7 @@ def test_bad_audio_names_the_file_and_leaves_nothing(tmp_path, content, match):
     bad = root / "id10000" / "vid0" / "00009.wav"
     bad.write_bytes(content)
     out = tmp_path / "data" / "train"
-    with pytest.raises(DataError, match=match) as err:
+    with pytest.raises(UserError, match=match) as err:
         prepare_set(str(root), str(out))
     assert "00009.wav" in str(err.value)
     assert not out.exists() and not (tmp_path / "data" / "train.tmp").exists()
@@ -52,7 +53,7 @@ def test_truncated_wav_is_detected(tmp_path):
     write_tree(str(root), speakers=1, videos=1, utts=1)
     path = root / "id10000" / "vid0" / "00001.wav"
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(DataError, match="truncated"):
+    with pytest.raises(UserError, match="truncated"):
         prepare_set(str(root), str(tmp_path / "out"))
 
 
@@ -60,7 +61,7 @@ def test_trial_naming_a_missing_file_fails_with_its_line(vox_tree, tmp_path):
     root, trials, _, _ = vox_tree
     with open(trials, "a") as f:
         f.write("1 id10000/vid0/00001.wav id19999/nope/00001.wav\n")
-    with pytest.raises(DataError, match=r"id19999/nope/00001"):
+    with pytest.raises(UserError, match=r"id19999/nope/00001"):
         prepare_set(root, str(tmp_path / "test"), trials=[trials])
     assert not (tmp_path / "test").exists()
 
@@ -79,14 +80,14 @@ def test_m4a_without_ffmpeg_says_so(tmp_path):
     root = tmp_path / "vox2"
     (root / "id00001" / "v").mkdir(parents=True)
     (root / "id00001" / "v" / "00001.m4a").write_bytes(b"\0" * 100)
-    with pytest.raises(DataError, match="ffmpeg is not installed"):
+    with pytest.raises(UserError, match="ffmpeg is not installed"):
         prepare_set(str(root), str(tmp_path / "train"))
 
 
 def test_duplicate_ids_in_a_table_name_the_line(tmp_path):
     path = tmp_path / "wav.scp"
     path.write_text("a /x.wav\nb /y.wav\na /z.wav\n")
-    with pytest.raises(DataError, match=r"wav.scp:3: duplicate id 'a'"):
+    with pytest.raises(UserError, match=r"wav.scp:3: duplicate id 'a'"):
         read_table(str(path))
 
 

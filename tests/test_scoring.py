@@ -12,7 +12,7 @@ import pytest
 
 from wespeaker_mfcon.bin import compute_metrics, score, score_norm
 from wespeaker_mfcon.utils.embeddings import load_embeddings, speaker_means
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.scoring import parse_score_name, read_scores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,7 +82,7 @@ def test_load_embeddings_and_speaker_means(setup):
     assert len(spks) == 10
     k3 = [k for k in keys if setup["spk_of"][k] == spks[3]]
     np.testing.assert_allclose(means[3], np.mean([setup["coh_tab"][k] for k in k3], 0), atol=1e-5)
-    with pytest.raises(DataError, match=r"1 of 30 cohort embeddings have no speaker"):
+    with pytest.raises(UserError, match=r"1 of 30 cohort embeddings have no speaker"):
         speaker_means(keys, mat, {k: v for k, v in setup["spk_of"].items() if k != keys[7]})
 
 
@@ -157,7 +157,7 @@ def test_missing_embedding_error(setup, tmp_path):
     first = next(iter(setup["eval_tab"]))
     bad.write_text(f"{first} id99999/x/00001 nontarget\n{first} {first} target\n"
                    f"id99998/y/00002 id99999/x/00001 nontarget\n")
-    with pytest.raises(DataError) as err:
+    with pytest.raises(UserError) as err:
         score.main(["--eval_scp", setup["eval_scp"], "--cohort_scp", setup["coh_scp"],
                     "--trials", str(bad), "--out_dir", str(tmp_path / "s")])
     msg = str(err.value)
@@ -178,7 +178,7 @@ def test_bad_trial_label_names_line(setup, tmp_path):
     bad = tmp_path / "c.kaldi"
     k = list(setup["eval_tab"])
     bad.write_text(f"{k[0]} {k[1]} target\n{k[0]} {k[2]} maybe\n")
-    with pytest.raises(DataError, match=r"c\.kaldi:2: label must be"):
+    with pytest.raises(UserError, match=r"c\.kaldi:2: label must be"):
         score.main(["--eval_scp", setup["eval_scp"], "--no_mean_sub", "--trials", str(bad),
                     "--out_dir", str(tmp_path)])
 

@@ -12,7 +12,7 @@ from wespeaker_mfcon.bin.train import main as train_main
 from wespeaker_mfcon.trainer import EpochRunner
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 from wespeaker_mfcon.utils.config import load_config
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_one_survives(feats
     good = model_params(str(exp / "models/model_1.pt"))
     last = exp / "models/model_2.pt"
     last.write_bytes(last.read_bytes()[:1000])
-    with pytest.raises(DataError, match="model_2.pt: corrupt or truncated"):
+    with pytest.raises(UserError, match="model_2.pt: corrupt or truncated"):
         run_train(conf, exp, feats_dir, "--num_epochs", "3")
     assert_same_state(good, model_params(str(exp / "models/model_1.pt")))
 

@@ -11,7 +11,7 @@ from train_utils import TINY_MODEL, tiny_config
 from wespeaker_mfcon.bin.compute_fbank import main as compute_fbank_main
 from wespeaker_mfcon.bin.train import main as train_main
 from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id
-from wespeaker_mfcon.dataset.mini_noise import generate_noise_set
+from wespeaker_mfcon.synth.noise import generate_noise_set
 from wespeaker_mfcon.dataset.processing import chunk_samples
 from wespeaker_mfcon.dataset.voxceleb import prepare_set
 from wespeaker_mfcon.frontend.fbank import Fbank

@@ -16,7 +16,7 @@ from wespeaker_mfcon.frontend.fbank import apply_cmn, fbank
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 from wespeaker_mfcon.utils.config import load_config
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 
 MIN_FRAMES = 20  # the exported graph's minimum length (export_onnx uses the same bound)
@@ -42,7 +42,7 @@ def find_config(model_path):
                       os.path.join(os.path.dirname(here), "config.yaml")):
         if os.path.isfile(candidate):
             return candidate
-    raise DataError(f"{model_path}: no config.yaml beside it or in its parent dir; "
+    raise UserError(f"{model_path}: no config.yaml beside it or in its parent dir; "
                     "give --config")
 
 
@@ -113,5 +113,5 @@ def load_model(model, device="cpu", num_threads=1):
     if os.path.isdir(model):
         model = os.path.join(model, "models", "avg_model.pt")
     if not os.path.isfile(model):
-        raise DataError(f"{model}: no such model file")
+        raise UserError(f"{model}: no such model file")
     return Embedder(model, device=device, num_threads=num_threads)

@@ -12,7 +12,7 @@ import torch
 
 from wespeaker_mfcon.utils.checkpoint import average_state_dicts, epoch_checkpoints
 from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def main(argv=None):
@@ -24,7 +24,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     found = epoch_checkpoints(args.models_dir)
     if not found:
-        raise DataError(f"{args.models_dir}: no model_<epoch>.pt checkpoints")
+        raise UserError(f"{args.models_dir}: no model_<epoch>.pt checkpoints")
     chosen = found[-args.num:]
     logging.info("averaging epochs %s", [e for e, _ in chosen])
     state = average_state_dicts([p for _, p in chosen])

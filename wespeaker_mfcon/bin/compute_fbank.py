@@ -27,7 +27,8 @@ from tqdm import tqdm
 from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank, num_frames, pad_edges
 from wespeaker_mfcon.utils.audio import load_wav
 from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.file_utils import DataError, atomic_write, read_scp, write_table
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write, read_scp, write_table
 
 logger = logging.getLogger("compute_fbank")
 
@@ -72,15 +73,15 @@ def read_wav_scp(path):
     """wav.scp -> list of (utt, wav_path, lineno); every path checked to exist up front."""
     table = read_scp(path)
     if not table:
-        raise DataError(f"{path}: no utterances")
+        raise UserError(f"{path}: no utterances")
     linenos = _line_numbers(path)
     entries = []
     for utt, wav in table.items():
         where = f"{path}:{linenos[utt]}: utterance {utt!r}"
         if wav.endswith("|"):
-            raise DataError(f"{where}: piped commands are not supported: {wav!r}")
+            raise UserError(f"{where}: piped commands are not supported: {wav!r}")
         if not os.path.isfile(wav):
-            raise DataError(f"{where}: no such audio file: {wav}")
+            raise UserError(f"{where}: no such audio file: {wav}")
         entries.append((utt, wav, linenos[utt]))
     return entries
 
@@ -174,12 +175,12 @@ def compute(args):
                 utt, path, lineno = entry
                 try:
                     wav = load_wav(path, args.sample_rate)
-                except DataError as e:
-                    raise DataError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {e}") from None
+                except UserError as e:
+                    raise UserError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {e}") from None
                 nf = num_frames(len(wav), **computer.frame_opts,
                                 snip_edges=computer.opts["snip_edges"])
                 if nf == 0:
-                    raise DataError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {path}: "
+                    raise UserError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {path}: "
                                     f"{len(wav)} samples is too short for one fbank frame")
                 group.append((utt, wav, nf))
                 group_frames += nf
@@ -190,7 +191,7 @@ def compute(args):
                             raise RuntimeError(f"{u}: got shape {f.shape}, expected "
                                                f"{(nf_u, args.num_mel_bins)}")
                         if not np.isfinite(f).all():
-                            raise DataError(f"utterance {u!r}: features hold NaN or Inf")
+                            raise UserError(f"utterance {u!r}: features hold NaN or Inf")
                         writer(u, f)
                         lengths.append((u, nf_u))
                     bar.update(len(group))

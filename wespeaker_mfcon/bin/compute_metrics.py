@@ -22,8 +22,9 @@ import os
 from contextlib import contextmanager
 
 from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.file_utils import DataError, atomic_write
-from wespeaker_mfcon.utils.metrics import compute_eer, compute_min_dcf
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write
+from wespeaker_mfcon.utils.metrics import dcf_key, evaluate
 from wespeaker_mfcon.utils.scoring import parse_score_name, read_scores, trial_name
 
 log = logging.getLogger("compute_metrics")
@@ -49,26 +50,6 @@ def get_parser():
     p.add_argument("--no_det", dest="det", action="store_false",
                    help="do not write <out_dir>/det.png")
     return p
-
-
-def dcf_key(p):
-    return f"min_dcf_{p:g}"
-
-
-def evaluate(scores, labels, p_targets=(0.01, 0.05), c_miss=1.0, c_fa=1.0):
-    """Metrics of one score set: EER in percent, minDCF per p_target."""
-    n_tar = int(labels.sum())
-    n_non = len(labels) - n_tar
-    if n_tar == 0 or n_non == 0:
-        raise ValueError(f"need both target and nontarget trials, got {n_tar} target / "
-                         f"{n_non} nontarget")
-    eer, thr = compute_eer(scores, labels)
-    res = {"eer": round(eer * 100, 6)}
-    for p in p_targets:
-        res[dcf_key(p)] = round(compute_min_dcf(scores, labels, p, c_miss, c_fa), 6)
-    res.update(eer_threshold=round(thr, 6), num_trials=len(labels), num_target=n_tar,
-               num_nontarget=n_non)
-    return res
 
 
 def format_result(trials, system, res, p_targets, path):
@@ -121,9 +102,9 @@ def merge_results(path, new):
                 with open(path, encoding="utf-8") as f:
                     results = json.load(f)
             except (OSError, ValueError) as e:
-                raise DataError(f"{path}: cannot read existing results ({e}); remove it") from None
+                raise UserError(f"{path}: cannot read existing results ({e}); remove it") from None
             if not isinstance(results, dict):
-                raise DataError(f"{path}: expected a JSON object; remove it")
+                raise UserError(f"{path}: expected a JSON object; remove it")
         for trials, systems in new.items():
             results.setdefault(trials, {}).update(systems)
         with atomic_write(path) as f:
@@ -138,7 +119,7 @@ def show(path, p_targets):
         with open(path, encoding="utf-8") as f:
             results = json.load(f)
     except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read results ({e})") from None
+        raise UserError(f"{path}: cannot read results ({e})") from None
     rows = [(trials, system, res) for trials, systems in sorted(results.items())
             for system, res in systems.items()]
     print(format_table(rows, p_targets))
@@ -158,13 +139,13 @@ def main(argv=None):
     for path in args.score_files:
         trials, system = parse_score_name(path)
         if (trials, system) in seen:
-            raise DataError(f"{path} and {seen[(trials, system)]} are both {trials}/{system}")
+            raise UserError(f"{path} and {seen[(trials, system)]} are both {trials}/{system}")
         seen[(trials, system)] = path
         _, _, scores, labels = read_scores(path)
         try:
             res = evaluate(scores, labels, p_targets, args.c_miss, args.c_fa)
         except ValueError as e:
-            raise DataError(f"{path}: {e}") from None
+            raise UserError(f"{path}: {e}") from None
         with atomic_write(os.path.join(args.out_dir, trial_name(path) + ".result")) as f:
             f.write(format_result(trials, system, res, p_targets, path))
         new.setdefault(trials, {})[system] = res

@@ -20,7 +20,7 @@ import torch
 
 from wespeaker_mfcon.inference import MIN_FRAMES, load_embedding_net
 from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def get_args(argv=None):
@@ -63,7 +63,7 @@ def add_metadata(path, conf, embed_dim):
 
 
 def check_against_torch(net, path, feat_dim, lengths, tol):
-    """Max |ORT - torch| over a batch of 3 at each length; DataError above tol."""
+    """Max |ORT - torch| over a batch of 3 at each length; UserError above tol."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -78,7 +78,7 @@ def check_against_torch(net, path, feat_dim, lengths, tol):
         logging.info("ORT vs PyTorch at T=%d: max abs diff %.2e", length, diff)
         worst = max(worst, diff)
     if worst > tol:
-        raise DataError(f"{path}: ONNX Runtime differs from PyTorch by {worst:.2e} > {tol}")
+        raise UserError(f"{path}: ONNX Runtime differs from PyTorch by {worst:.2e} > {tol}")
     return worst
 
 

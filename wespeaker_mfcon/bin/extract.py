@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from wespeaker_mfcon.inference import Embedder
 from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.file_utils import DataError, read_scp
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_scp
 
 
 def get_args(argv=None):
@@ -48,7 +49,7 @@ def load_inputs(args, embedder):
             try:
                 items.append((utt, kaldiio.load_mat(spec)))
             except Exception as e:
-                raise DataError(f"{args.feats_scp}: {utt}: cannot read {spec}: {e}") from None
+                raise UserError(f"{args.feats_scp}: {utt}: cannot read {spec}: {e}") from None
         return items
     table = read_scp(args.wav_scp)
     return [(utt, embedder.wav_feats(path))
@@ -84,7 +85,7 @@ def main(argv=None):
     embedder = Embedder(args.model, args.config, device, args.num_threads)
     items = load_inputs(args, embedder)
     if not items:
-        raise DataError(f"{args.wav_scp or args.feats_scp}: empty list")
+        raise UserError(f"{args.wav_scp or args.feats_scp}: empty list")
     embeds = extract(embedder, items, args.batch_size)
     os.makedirs(args.out_dir, exist_ok=True)
     ark, scp = (os.path.abspath(os.path.join(args.out_dir, f"{args.name}.{e}"))

@@ -19,7 +19,8 @@ import logging
 import os
 import re
 
-from wespeaker_mfcon.utils.file_utils import DataError, write_table
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import write_table
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _find_wavs(root):
 
 def _check_path(path):
     if re.search(r"\s", path):
-        raise DataError(f"{path}: paths with whitespace cannot go into a Kaldi list; "
+        raise UserError(f"{path}: paths with whitespace cannot go into a Kaldi list; "
                         f"move or link the corpus elsewhere")
     return path
 
@@ -62,10 +63,10 @@ def _subdir(root, name, children):
 def scan_musan(musan_root):
     """[(key, path)] for MUSAN noise/music/speech wavs; keys start with '<type>-'."""
     if not os.path.isdir(musan_root):
-        raise DataError(f"--musan_root {musan_root}: no such directory")
+        raise UserError(f"--musan_root {musan_root}: no such directory")
     root = _subdir(musan_root, "musan", MUSAN_TYPES)
     if root is None:
-        raise DataError(f"--musan_root {musan_root}: expected musan/{{noise,music,speech}}/ "
+        raise UserError(f"--musan_root {musan_root}: expected musan/{{noise,music,speech}}/ "
                         f"subdirectories (MUSAN layout)")
     rows, seen = [], set()
     for typ in MUSAN_TYPES:
@@ -84,11 +85,11 @@ def scan_musan(musan_root):
             if key in seen:
                 key = f"{typ}-{_key(rel)}"
             if key in seen:
-                raise DataError(f"MUSAN: two files map to the key {key!r} ({path})")
+                raise UserError(f"MUSAN: two files map to the key {key!r} ({path})")
             seen.add(key)
             rows.append((key, _check_path(path)))
     if not rows:
-        raise DataError(f"--musan_root {musan_root}: no .wav files found under "
+        raise UserError(f"--musan_root {musan_root}: no .wav files found under "
                         f"{root}/{{noise,music,speech}}")
     return rows
 
@@ -96,7 +97,7 @@ def scan_musan(musan_root):
 def scan_rirs(rir_root, sets=RIR_SETS):
     """[(key, path)] for RIR wavs under a RIRS_NOISES tree (or any directory of wavs)."""
     if not os.path.isdir(rir_root):
-        raise DataError(f"--rir_root {rir_root}: no such directory")
+        raise UserError(f"--rir_root {rir_root}: no such directory")
     root = _subdir(rir_root, "RIRS_NOISES", tuple(_RIR_SET_DIRS.values()))
     wavs = []
     if root is None:
@@ -115,7 +116,7 @@ def scan_rirs(rir_root, sets=RIR_SETS):
                 found = [p for p in found if "noise" not in os.path.basename(p).lower()]
             wavs += found
     if not wavs:
-        raise DataError(f"--rir_root {rir_root}: no RIR .wav files found "
+        raise UserError(f"--rir_root {rir_root}: no RIR .wav files found "
                         f"(sets: {', '.join(sets)})")
     return [(_key(os.path.relpath(p, root)), _check_path(p)) for p in wavs]
 
@@ -130,7 +131,7 @@ def get_parser():
                    help="which RIRS_NOISES parts to use (default: both)")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="instead of real corpora, generate N synthetic files per noise type "
-                        "and N RIRs under out_dir (see wespeaker_mfcon.dataset.mini_noise)")
+                        "and N RIRs under out_dir (see wespeaker_mfcon.synth.noise)")
     p.add_argument("--seed", type=int, default=0, help="seed for --synthetic (default 0)")
     p.add_argument("--out_dir", required=True, help="where noise.scp and rir.scp go")
     return p
@@ -140,15 +141,15 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     if args.synthetic:
         if args.musan_root or args.rir_root:
-            raise DataError("give either --synthetic or --musan_root/--rir_root, not both")
+            raise UserError("give either --synthetic or --musan_root/--rir_root, not both")
         if args.synthetic < 0:
-            raise DataError(f"--synthetic must be > 0, got {args.synthetic}")
-        from wespeaker_mfcon.dataset.mini_noise import generate_noise_set
+            raise UserError(f"--synthetic must be > 0, got {args.synthetic}")
+        from wespeaker_mfcon.synth.noise import generate_noise_set
         generate_noise_set(args.out_dir, num_per_type=args.synthetic, num_rirs=args.synthetic,
                            seed=args.seed)
         return 0
     if not args.musan_root and not args.rir_root:
-        raise DataError("nothing to do: give --musan_root and/or --rir_root, or --synthetic N")
+        raise UserError("nothing to do: give --musan_root and/or --rir_root, or --synthetic N")
     # scan everything first so a bad root writes nothing
     noise_rows = scan_musan(args.musan_root) if args.musan_root else None
     rir_rows = scan_rirs(args.rir_root, args.rir_sets) if args.rir_root else None

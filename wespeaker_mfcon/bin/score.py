@@ -18,7 +18,7 @@ import time
 
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.scoring import (cosine_scores, prepare, read_trials, trial_indices,
                                            trial_name, write_scores)
 
@@ -44,10 +44,10 @@ def load_eval(eval_scp, cohort_scp, mean_sub):
     mean = None
     if mean_sub:
         if not cohort_scp:
-            raise DataError("mean subtraction needs --cohort_scp (or pass --no_mean_sub)")
+            raise UserError("mean subtraction needs --cohort_scp (or pass --no_mean_sub)")
         _, cohort = load_embeddings(cohort_scp)
         if cohort.shape[1] != emb.shape[1]:
-            raise DataError(f"{cohort_scp}: dimension {cohort.shape[1]} differs from "
+            raise UserError(f"{cohort_scp}: dimension {cohort.shape[1]} differs from "
                             f"{eval_scp} ({emb.shape[1]})")
         mean = cohort.mean(axis=0, dtype=float)
     return keys, prepare(emb, mean), mean
@@ -58,7 +58,7 @@ def main(argv=None):
     names = [trial_name(t) for t in args.trials]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise DataError(f"trial lists with the same name would overwrite each other: {sorted(dup)}")
+        raise UserError(f"trial lists with the same name would overwrite each other: {sorted(dup)}")
     keys, emb, _ = load_eval(args.eval_scp, args.cohort_scp, args.mean_sub)
     index = index_of(keys)
     log.info("%d eval embeddings (dim %d)%s", len(keys), emb.shape[1],

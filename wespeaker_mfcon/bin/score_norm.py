@@ -22,7 +22,7 @@ import numpy as np
 
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings, speaker_means
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.scoring import (NORM_METHODS, clamp_top_n, l2_normalize,
                                            parse_score_name, prepare, read_scores, score_norm,
                                            trial_indices, write_scores)
@@ -63,7 +63,7 @@ def main(argv=None):
     keys, eval_raw = load_embeddings(args.eval_scp)
     cohort_keys, cohort_raw = load_embeddings(args.cohort_scp)
     if cohort_raw.shape[1] != eval_raw.shape[1]:
-        raise DataError(f"{args.cohort_scp}: dimension {cohort_raw.shape[1]} differs from "
+        raise UserError(f"{args.cohort_scp}: dimension {cohort_raw.shape[1]} differs from "
                         f"{args.eval_scp} ({eval_raw.shape[1]})")
     mean = cohort_raw.mean(axis=0, dtype=np.float64) if args.mean_sub else None
     emb = prepare(eval_raw, mean)

@@ -27,7 +27,8 @@ from wespeaker_mfcon.trainer import EpochRunner, SpeakerTrainer
 from wespeaker_mfcon.utils import checkpoint as ckpt
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.config import apply_overrides, load_config, parse_overrides, save_config
-from wespeaker_mfcon.utils.file_utils import DataError, write_table
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import write_table
 from wespeaker_mfcon.utils.lr_schedule import lr_factor
 
 
@@ -50,7 +51,7 @@ def init_distributed(device_type):
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if device_type == "cuda":
         if not torch.cuda.is_available():
-            raise DataError("--device cuda given but no CUDA device is visible")
+            raise UserError("--device cuda given but no CUDA device is visible")
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     else:
@@ -96,7 +97,7 @@ def build_optimizer(conf, params):
         return torch.optim.Adam(params, **opt_args)
     if name == "sgd":
         return torch.optim.SGD(params, **opt_args)
-    raise DataError(f"unknown optimizer {name!r} (adam or sgd)")
+    raise UserError(f"unknown optimizer {name!r} (adam or sgd)")
 
 
 def build_loader(conf, data_dir, spk2id, rank, world, seed):

@@ -27,7 +27,8 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import fftconvolve, resample_poly
 
-from wespeaker_mfcon.utils.file_utils import DataError, read_table
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def speed_perturb_utt2spk(utt2spk, factors=(0.9, 1.0, 1.1)):
         for utt, spk in utt2spk.items():
             new = speed_id(utt, f)
             if new in out:
-                raise DataError(f"speed perturbation: id {new!r} produced twice "
+                raise UserError(f"speed perturbation: id {new!r} produced twice "
                                 f"(duplicate factor {f} or an id that already has an sp prefix)")
             out[new] = speed_id(spk, f)
     return out
@@ -203,7 +204,7 @@ def speed_perturb_utt2spk(utt2spk, factors=(0.9, 1.0, 1.1)):
 def _read_list(path, kind):
     """Read a noise/RIR list -> list of (key, path, type, lineno); validate paths exist."""
     if not os.path.isfile(path):
-        raise DataError(f"{kind} list {path}: no such file")
+        raise UserError(f"{kind} list {path}: no such file")
     rows = read_table(path, min_fields=2)
     # recover line numbers (read_table skips blank lines)
     linenos = []
@@ -222,16 +223,16 @@ def _read_list(path, kind):
             else:
                 prefix = key.split("-", 1)[0].lower()
                 if prefix not in _TYPE_ALIASES:
-                    raise DataError(
+                    raise UserError(
                         f"{where}: cannot tell the noise type of {key!r}: prefix the key with "
                         f"noise-/music-/speech- or add a third column (noise|music|speech)")
                 typ = _TYPE_ALIASES[prefix]
         wav = " ".join(fields)
         if not os.path.isfile(wav):
-            raise DataError(f"{where}: {kind} file {wav} does not exist")
+            raise UserError(f"{where}: {kind} file {wav} does not exist")
         entries.append((key, wav, typ, where))
     if not entries:
-        raise DataError(f"{kind} list {path} is empty")
+        raise UserError(f"{kind} list {path} is empty")
     return entries
 
 
@@ -274,7 +275,7 @@ class Augmentor:
     See ``DEFAULT_CONFIG`` for the keys. Lists are validated here (files must exist); audio is
     read on first use and kept in a per-worker LRU cache of at most ``cache_mb`` MB. Noise files
     longer than ``max_cache_seconds`` are never loaded whole: a random segment of the needed
-    length is read with soundfile start/stop. Unreadable, empty or silent audio raises DataError
+    length is read with soundfile start/stop. Unreadable, empty or silent audio raises UserError
     naming the file and its list line.
     """
 
@@ -292,20 +293,20 @@ class Augmentor:
 
         self.aug_prob = float(conf["aug_prob"])
         if not 0.0 <= self.aug_prob <= 1.0:
-            raise DataError(f"augmentation config: aug_prob must be in [0, 1], got {self.aug_prob}")
+            raise UserError(f"augmentation config: aug_prob must be in [0, 1], got {self.aug_prob}")
         self.sample_rate = int(conf["sample_rate"])
         self.snr = {}
         for t in NOISE_TYPES:
             rng_ = snr.get(t)
             if (not isinstance(rng_, (list, tuple)) or len(rng_) != 2
                     or float(rng_[0]) > float(rng_[1])):
-                raise DataError(f"augmentation config: noise_snr.{t} must be [low, high] dB, "
+                raise UserError(f"augmentation config: noise_snr.{t} must be [low, high] dB, "
                                 f"got {rng_!r}")
             self.snr[t] = (float(rng_[0]), float(rng_[1]))
         bs = conf["babble_speakers"]
         if (not isinstance(bs, (list, tuple)) or len(bs) != 2 or int(bs[0]) < 1
                 or int(bs[0]) > int(bs[1])):
-            raise DataError(f"augmentation config: babble_speakers must be [min, max] >= 1, "
+            raise UserError(f"augmentation config: babble_speakers must be [min, max] >= 1, "
                             f"got {bs!r}")
         self.babble_speakers = (int(bs[0]), int(bs[1]))
         self.max_cache_seconds = float(conf["max_cache_seconds"])
@@ -319,11 +320,11 @@ class Augmentor:
         if wanted is not None:
             bad = [t for t in wanted if t not in AUG_TYPES]
             if bad:
-                raise DataError(f"augmentation config: unknown aug_types {bad} "
+                raise UserError(f"augmentation config: unknown aug_types {bad} "
                                 f"(choose from {list(AUG_TYPES)})")
             missing = [t for t in wanted if t not in available]
             if missing:
-                raise DataError(f"augmentation config: aug_types {missing} requested but the "
+                raise UserError(f"augmentation config: aug_types {missing} requested but the "
                                 f"lists provide no such files (available: {available})")
             available = [t for t in AUG_TYPES if t in wanted]
         self.types = available
@@ -358,9 +359,9 @@ class Augmentor:
             try:
                 i = sf.info(path)
             except Exception as e:  # libsndfile errors, permission errors, ...
-                raise DataError(f"{path} (listed at {where}): cannot read audio: {e}") from None
+                raise UserError(f"{path} (listed at {where}): cannot read audio: {e}") from None
             if i.frames <= 0:
-                raise DataError(f"{path} (listed at {where}): empty audio file")
+                raise UserError(f"{path} (listed at {where}): empty audio file")
             info = (int(i.frames), int(i.samplerate))
             self._info[path] = info
         return info
@@ -370,12 +371,12 @@ class Augmentor:
         try:
             data, sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
         except Exception as e:
-            raise DataError(f"{path} (listed at {where}): cannot read audio: {e}") from None
+            raise UserError(f"{path} (listed at {where}): cannot read audio: {e}") from None
         if data.shape[0] == 0:
-            raise DataError(f"{path} (listed at {where}): empty or truncated audio file")
+            raise UserError(f"{path} (listed at {where}): empty or truncated audio file")
         wave = np.ascontiguousarray(data[:, 0])
         if not np.all(np.isfinite(wave)):
-            raise DataError(f"{path} (listed at {where}): audio contains NaN/Inf")
+            raise UserError(f"{path} (listed at {where}): audio contains NaN/Inf")
         if sr != self.sample_rate:
             wave = resample(wave, sr, self.sample_rate)
         return wave
@@ -386,7 +387,7 @@ class Augmentor:
             self._audio_info(path, where)
             wave = self._read(path, where)
             if not np.any(wave):
-                raise DataError(f"{path} (listed at {where}): audio is silent (all zeros)")
+                raise UserError(f"{path} (listed at {where}): audio is silent (all zeros)")
             self._cache.put(path, wave)
         return wave
 

@@ -14,7 +14,8 @@ import torch
 from torch.utils.data import Dataset
 
 from wespeaker_mfcon.dataset.processing import chunk_samples, random_chunk
-from wespeaker_mfcon.utils.file_utils import DataError, read_scp
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_scp
 
 
 def load_spk2id(data_dir):
@@ -27,17 +28,17 @@ class SpeakerChunkDataset(Dataset):
     def __init__(self, data_dir, spk2id, num_frames, data_type="feat", augmentor=None,
                  speeds=(1.0,)):
         if data_type not in ("feat", "raw"):
-            raise DataError(f"data_type must be 'feat' or 'raw', got {data_type!r}")
+            raise UserError(f"data_type must be 'feat' or 'raw', got {data_type!r}")
         table_name = "feats.scp" if data_type == "feat" else "wav.scp"
         utt2spk = read_scp(os.path.join(data_dir, "utt2spk"))
         table = read_scp(os.path.join(data_dir, table_name))
         missing = [u for u in utt2spk if u not in table]
         if missing:
-            raise DataError(f"{data_dir}/{table_name}: {len(missing)} utterances of utt2spk "
+            raise UserError(f"{data_dir}/{table_name}: {len(missing)} utterances of utt2spk "
                             f"are missing, first: {', '.join(missing[:3])}")
         unknown = sorted({s for s in utt2spk.values() if s not in spk2id})
         if unknown:
-            raise DataError(f"{data_dir}/utt2spk: speakers not in the speaker map: {unknown[:3]}")
+            raise UserError(f"{data_dir}/utt2spk: speakers not in the speaker map: {unknown[:3]}")
         self.utts = sorted(utt2spk)
         self.paths = [table[u] for u in self.utts]
         self.labels = [spk2id[utt2spk[u]] for u in self.utts]
@@ -62,7 +63,7 @@ class SpeakerChunkDataset(Dataset):
         try:
             feats = kaldiio.load_mat(self.paths[utt_idx])
         except Exception as e:
-            raise DataError(f"{self.utts[utt_idx]}: cannot read features "
+            raise UserError(f"{self.utts[utt_idx]}: cannot read features "
                             f"{self.paths[utt_idx]}: {e}") from None
         return random_chunk(feats, self.num_frames, rng)
 

@@ -12,7 +12,8 @@ import subprocess
 
 import soundfile as sf
 
-from wespeaker_mfcon.utils.file_utils import DataError, read_table, write_table
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_table, write_table
 
 AUDIO_EXTS = (".wav", ".flac", ".m4a")
 
@@ -20,7 +21,7 @@ AUDIO_EXTS = (".wav", ".flac", ".m4a")
 def scan_tree(root):
     """Return sorted [(utt_id, path)] for every audio file 3 levels below root."""
     if not os.path.isdir(root):
-        raise DataError(f"{root}: not a directory")
+        raise UserError(f"{root}: not a directory")
     found = {}
     for dirpath, _, files in os.walk(root):
         for name in files:
@@ -31,14 +32,14 @@ def scan_tree(root):
             rel = os.path.relpath(path, root)
             parts = rel.split(os.sep)
             if len(parts) != 3:
-                raise DataError(f"{path}: expected <root>/<speaker>/<video>/<utt>{ext}, "
+                raise UserError(f"{path}: expected <root>/<speaker>/<video>/<utt>{ext}, "
                                 f"found {len(parts) - 1} directory levels")
             utt = "/".join(parts[:2] + [stem])
             if utt in found:
-                raise DataError(f"{path}: duplicate utterance id {utt!r} (also {found[utt]})")
+                raise UserError(f"{path}: duplicate utterance id {utt!r} (also {found[utt]})")
             found[utt] = path
     if not found:
-        raise DataError(f"{root}: no audio files ({', '.join(AUDIO_EXTS)}) found in the tree")
+        raise UserError(f"{root}: no audio files ({', '.join(AUDIO_EXTS)}) found in the tree")
     return sorted(found.items())
 
 
@@ -48,7 +49,7 @@ def convert_m4a(utt_paths, wav_dir):
     if not todo:
         return utt_paths
     if shutil.which("ffmpeg") is None:
-        raise DataError(f"found {len(todo)} .m4a files (first: {todo[0][1]}) but ffmpeg is "
+        raise UserError(f"found {len(todo)} .m4a files (first: {todo[0][1]}) but ffmpeg is "
                         "not installed; install ffmpeg or convert them to wav")
     converted = {}
     for utt, src in todo:
@@ -59,23 +60,23 @@ def convert_m4a(utt_paths, wav_dir):
             proc = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", src,
                                    "-ac", "1", "-ar", "16000", tmp], capture_output=True, text=True)
             if proc.returncode != 0:
-                raise DataError(f"{src}: ffmpeg failed: {proc.stderr.strip()[:200]}")
+                raise UserError(f"{src}: ffmpeg failed: {proc.stderr.strip()[:200]}")
             os.replace(tmp, dst)
         converted[utt] = dst
     return [(u, converted.get(u, p)) for u, p in utt_paths]
 
 
 def audio_duration(path):
-    """Duration in seconds, with a DataError naming the file if it is not usable audio."""
+    """Duration in seconds, with a UserError naming the file if it is not usable audio."""
     try:
         info = sf.info(path)
     except Exception as e:  # soundfile raises several types for bad files
-        raise DataError(f"{path}: unreadable audio ({e})") from None
+        raise UserError(f"{path}: unreadable audio ({e})") from None
     if info.frames <= 0:
-        raise DataError(f"{path}: empty audio (0 samples)")
+        raise UserError(f"{path}: empty audio (0 samples)")
     missing = wav_bytes_missing(path)
     if missing > 0:
-        raise DataError(f"{path}: truncated audio ({missing} bytes of the data chunk missing)")
+        raise UserError(f"{path}: truncated audio ({missing} bytes of the data chunk missing)")
     return info.frames / info.samplerate
 
 
@@ -118,17 +119,17 @@ def convert_trials(trials_path, utts, out_path):
     for lineno, (label, fields) in enumerate(read_table(trials_path, min_fields=3, max_fields=3,
                                                         allow_duplicates=True), 1):
         if label not in ("0", "1"):
-            raise DataError(f"{trials_path}: line {lineno}: label must be 0 or 1, got {label!r}")
+            raise UserError(f"{trials_path}: line {lineno}: label must be 0 or 1, got {label!r}")
         enroll, test = (os.path.splitext(f)[0] for f in fields)
         for utt in (enroll, test):
             if utt not in known:
                 missing.append(f"line {lineno}: {utt}")
         rows.append((enroll, [test, "target" if label == "1" else "nontarget"]))
     if missing:
-        raise DataError(f"{trials_path}: {len(missing)} trial utterances are not in the test "
+        raise UserError(f"{trials_path}: {len(missing)} trial utterances are not in the test "
                         f"set, first: {'; '.join(missing[:3])}")
     if not rows:
-        raise DataError(f"{trials_path}: no trials")
+        raise UserError(f"{trials_path}: no trials")
     write_table(out_path, rows)
     logging.info("%s: %d trials -> %s", trials_path, len(rows), out_path)
 

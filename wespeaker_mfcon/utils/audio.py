@@ -8,7 +8,7 @@ import re
 import numpy as np
 import soundfile as sf
 
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -22,28 +22,28 @@ def load_wav(path, target_sr=16000):
 
     Multi-channel audio keeps channel 0 and other rates are resampled (scipy resample_poly),
     each with a logged warning naming the file. Missing, unreadable, empty or truncated files
-    and non-finite samples raise DataError naming the file.
+    and non-finite samples raise UserError naming the file.
     """
     if not os.path.isfile(path):
-        raise DataError(f"{path}: no such audio file")
+        raise UserError(f"{path}: no such audio file")
     try:
         info = sf.info(path)
         m = _SHORT_DATA.search(info.extra_info or "")
         if m and int(m.group(2)) < int(m.group(1)):
-            raise DataError(f"{path}: truncated audio file (data chunk says {m.group(1)} bytes, "
+            raise UserError(f"{path}: truncated audio file (data chunk says {m.group(1)} bytes, "
                             f"file holds {m.group(2)})")
         data, sr = sf.read(path, dtype="float32", always_2d=True)
-    except DataError:
+    except UserError:
         raise
     except (sf.SoundFileError, RuntimeError, ValueError, OSError) as e:
-        raise DataError(f"{path}: cannot read audio: {e}") from None
+        raise UserError(f"{path}: cannot read audio: {e}") from None
     if data.shape[0] == 0:
-        raise DataError(f"{path}: audio file holds no samples")
+        raise UserError(f"{path}: audio file holds no samples")
     if data.shape[1] > 1:
         logger.warning("%s: %d channels, using channel 0", path, data.shape[1])
     wav = np.ascontiguousarray(data[:, 0])
     if not np.isfinite(wav).all():
-        raise DataError(f"{path}: audio holds NaN or Inf samples")
+        raise UserError(f"{path}: audio holds NaN or Inf samples")
     if sr != target_sr:
         logger.warning("%s: sample rate %d Hz, resampling to %d Hz", path, sr, target_sr)
         from scipy.signal import resample_poly  # slow import (~1.5 s), rarely needed

@@ -10,7 +10,7 @@ import re
 
 import torch
 
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def save_checkpoint(state, path):
@@ -22,13 +22,13 @@ def save_checkpoint(state, path):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Load with weights_only=True; a corrupt or truncated file is a DataError naming it."""
+    """Load with weights_only=True; a corrupt or truncated file is a UserError naming it."""
     if not os.path.isfile(path):
-        raise DataError(f"{path}: no such checkpoint")
+        raise UserError(f"{path}: no such checkpoint")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise DataError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: "
+        raise UserError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: "
                         f"{str(e)[:120]}); remove it to fall back to the previous one") from None
 
 
@@ -62,7 +62,7 @@ def remove_older_step_checkpoints(models_dir, keep_step):
 def average_state_dicts(paths):
     """Element-wise mean of the "model" state dicts in paths (integer buffers kept from the last)."""
     if not paths:
-        raise DataError("no checkpoints to average")
+        raise UserError("no checkpoints to average")
     avg = None
     for path in paths:
         state = load_checkpoint(path)["model"]

@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from wespeaker_mfcon.utils.file_utils import DataError
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def setup_logging(level=logging.INFO):
@@ -12,10 +12,10 @@ def setup_logging(level=logging.INFO):
 
 
 def run_main(main, argv=None):
-    """Call main(argv); a DataError is printed as 'error: ...' and the process exits 1."""
+    """Call main(argv); a UserError is printed as 'error: ...' and the process exits 1."""
     setup_logging()
     try:
         return main(argv)
-    except DataError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -4,7 +4,8 @@ import copy
 
 import yaml
 
-from wespeaker_mfcon.utils.file_utils import DataError, atomic_write
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write
 
 
 def load_config(path):
@@ -12,11 +13,11 @@ def load_config(path):
         with open(path, encoding="utf-8") as f:
             conf = yaml.safe_load(f)
     except FileNotFoundError:
-        raise DataError(f"{path}: no such config file") from None
+        raise UserError(f"{path}: no such config file") from None
     except yaml.YAMLError as e:
-        raise DataError(f"{path}: invalid YAML: {e}") from None
+        raise UserError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(conf, dict):
-        raise DataError(f"{path}: a config must be a YAML mapping")
+        raise UserError(f"{path}: a config must be a YAML mapping")
     return conf
 
 
@@ -26,13 +27,13 @@ def parse_overrides(args):
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
-            raise DataError(f"unexpected argument {arg!r} (overrides look like --key.sub value)")
+            raise UserError(f"unexpected argument {arg!r} (overrides look like --key.sub value)")
         if "=" in arg:
             key, value = arg[2:].split("=", 1)
             i += 1
         else:
             if i + 1 >= len(args):
-                raise DataError(f"override {arg} needs a value")
+                raise UserError(f"override {arg} needs a value")
             key, value = arg[2:], args[i + 1]
             i += 2
         overrides[key] = yaml.safe_load(value)
@@ -45,12 +46,12 @@ def apply_overrides(conf, overrides):
     for dotted, value in overrides.items():
         keys = dotted.split(".")
         if keys[0] not in conf:
-            raise DataError(f"unknown config key {keys[0]!r} in override --{dotted}")
+            raise UserError(f"unknown config key {keys[0]!r} in override --{dotted}")
         node = conf
         for key in keys[:-1]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
-                raise DataError(f"override --{dotted}: {key!r} is not a mapping")
+                raise UserError(f"override --{dotted}: {key!r} is not a mapping")
         node[keys[-1]] = value
     return conf
 

@@ -1,7 +1,7 @@
 """Embedding tables: kaldiio ``xvector.scp`` -> (keys, matrix), speaker-mean cohorts.
 
 Every failure on user data (missing or truncated ark, mixed dimensions, NaN/Inf, duplicate
-ids, utterances without a speaker) is a DataError that names the file and, where there is
+ids, utterances without a speaker) is a UserError that names the file and, where there is
 one, the line.
 """
 
@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 
-from wespeaker_mfcon.utils.file_utils import DataError, read_scp, read_table
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_scp, read_table
 
 
 def _first_few(items, n=5):
@@ -26,9 +27,9 @@ def load_embeddings(scp_path):
     """
     import kaldiio
 
-    rows = read_table(scp_path, min_fields=2)  # duplicate ids -> DataError with line numbers
+    rows = read_table(scp_path, min_fields=2)  # duplicate ids -> UserError with line numbers
     if not rows:
-        raise DataError(f"{scp_path}: empty embedding list")
+        raise UserError(f"{scp_path}: empty embedding list")
     scp_dir = os.path.dirname(os.path.abspath(scp_path))
     keys, vecs, dim = [], [], None
     fd_dict = {}
@@ -36,7 +37,7 @@ def load_embeddings(scp_path):
         for key, fields in rows:
             spec = " ".join(fields)
             if spec.endswith("|"):
-                raise DataError(f"{scp_path}: entry {key!r}: piped scp entries are not supported")
+                raise UserError(f"{scp_path}: entry {key!r}: piped scp entries are not supported")
             try:
                 vec = kaldiio.load_mat(spec, fd_dict=fd_dict)
             except FileNotFoundError:
@@ -46,23 +47,23 @@ def load_embeddings(scp_path):
                 try:
                     vec = kaldiio.load_mat(alt, fd_dict=fd_dict)
                 except Exception:
-                    raise DataError(f"{scp_path}: entry {key!r}: cannot open {spec!r}") from None
+                    raise UserError(f"{scp_path}: entry {key!r}: cannot open {spec!r}") from None
             except Exception as e:  # truncated/corrupt ark: kaldiio raises assorted errors
-                raise DataError(f"{scp_path}: entry {key!r}: cannot read {spec!r} "
+                raise UserError(f"{scp_path}: entry {key!r}: cannot read {spec!r} "
                                 f"({type(e).__name__}: {e})") from None
             vec = np.asarray(vec)
             if vec.ndim == 2 and vec.shape[0] == 1:
                 vec = vec[0]
             if vec.ndim != 1 or vec.size == 0:
-                raise DataError(f"{scp_path}: entry {key!r}: expected a vector, got shape "
+                raise UserError(f"{scp_path}: entry {key!r}: expected a vector, got shape "
                                 f"{tuple(vec.shape)}")
             if dim is None:
                 dim = vec.shape[0]
             elif vec.shape[0] != dim:
-                raise DataError(f"{scp_path}: entry {key!r}: dimension {vec.shape[0]}, "
+                raise UserError(f"{scp_path}: entry {key!r}: dimension {vec.shape[0]}, "
                                 f"but earlier entries have {dim} (truncated or corrupt ark?)")
             if not np.all(np.isfinite(vec)):
-                raise DataError(f"{scp_path}: entry {key!r}: embedding contains NaN/Inf")
+                raise UserError(f"{scp_path}: entry {key!r}: embedding contains NaN/Inf")
             keys.append(key)
             vecs.append(vec.astype(np.float32, copy=False))
     finally:
@@ -92,7 +93,7 @@ def speaker_means(keys, matrix, utt2spk):
         source = "utt2spk"
     missing = [k for k in keys if k not in utt2spk]
     if missing:
-        raise DataError(f"{source}: {len(missing)} of {len(keys)} cohort embeddings have no "
+        raise UserError(f"{source}: {len(missing)} of {len(keys)} cohort embeddings have no "
                         f"speaker: {_first_few(missing)}")
     spk_of = [utt2spk[k] for k in keys]
     speakers = sorted(set(spk_of))

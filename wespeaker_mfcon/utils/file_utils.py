@@ -4,19 +4,17 @@ import os
 import tempfile
 from contextlib import contextmanager
 
-
-class DataError(Exception):
-    """Bad user input (a file, a line, a value). Entry points print it as one line."""
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def read_table(path, min_fields=2, max_fields=None, allow_duplicates=False):
     """Read a Kaldi table into a list of (key, [fields...]) in file order.
 
     Blank lines are skipped. A line with too few/many fields or a repeated key raises
-    DataError naming the file and the line number.
+    UserError naming the file and the line number.
     """
     if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     rows, seen = [], {}
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -25,11 +23,11 @@ def read_table(path, min_fields=2, max_fields=None, allow_duplicates=False):
                 continue
             if len(fields) < min_fields or (max_fields and len(fields) > max_fields):
                 want = f"{min_fields}" if max_fields == min_fields else f">= {min_fields}"
-                raise DataError(f"{path}:{lineno}: expected {want} fields, got {len(fields)}: "
+                raise UserError(f"{path}:{lineno}: expected {want} fields, got {len(fields)}: "
                                 f"{line.strip()[:80]!r}")
             key = fields[0]
             if not allow_duplicates and key in seen:
-                raise DataError(f"{path}:{lineno}: duplicate id {key!r} (first at line {seen[key]})")
+                raise UserError(f"{path}:{lineno}: duplicate id {key!r} (first at line {seen[key]})")
             seen.setdefault(key, lineno)
             rows.append((key, fields[1:]))
     return rows

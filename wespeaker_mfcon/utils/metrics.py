@@ -53,3 +53,23 @@ def det_curve(scores, labels):
     """(fpr, fnr) arrays for a DET plot."""
     fnr, fpr, _ = _error_rates(scores, labels)
     return fpr, fnr
+
+
+def dcf_key(p):
+    return f"min_dcf_{p:g}"
+
+
+def evaluate(scores, labels, p_targets=(0.01, 0.05), c_miss=1.0, c_fa=1.0):
+    """Metrics of one score set: EER in percent, minDCF per p_target."""
+    n_tar = int(labels.sum())
+    n_non = len(labels) - n_tar
+    if n_tar == 0 or n_non == 0:
+        raise ValueError(f"need both target and nontarget trials, got {n_tar} target / "
+                         f"{n_non} nontarget")
+    eer, thr = compute_eer(scores, labels)
+    res = {"eer": round(eer * 100, 6)}
+    for p in p_targets:
+        res[dcf_key(p)] = round(compute_min_dcf(scores, labels, p, c_miss, c_fa), 6)
+    res.update(eer_threshold=round(thr, 6), num_trials=len(labels), num_target=n_tar,
+               num_nontarget=n_non)
+    return res

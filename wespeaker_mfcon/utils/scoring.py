@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from wespeaker_mfcon.utils.file_utils import DataError, atomic_write
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write
 
 LABELS = {"target": 1, "nontarget": 0}
 NORM_METHODS = ("asnorm", "snorm")
@@ -26,7 +27,7 @@ def _first_few(items, n=5):
 
 def _read_columns(path, n_fields, what):
     if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     cols = [[] for _ in range(n_fields)]
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -34,15 +35,15 @@ def _read_columns(path, n_fields, what):
             if not fields:
                 continue
             if len(fields) != n_fields:
-                raise DataError(f"{path}:{lineno}: expected {n_fields} fields ({what}), got "
+                raise UserError(f"{path}:{lineno}: expected {n_fields} fields ({what}), got "
                                 f"{len(fields)}: {line.strip()[:80]!r}")
             for c, v in zip(cols, fields):
                 c.append(v)
             if fields[-1] not in LABELS:
-                raise DataError(f"{path}:{lineno}: label must be 'target' or 'nontarget', got "
+                raise UserError(f"{path}:{lineno}: label must be 'target' or 'nontarget', got "
                                 f"{fields[-1]!r}")
     if not cols[0]:
-        raise DataError(f"{path}: no trials")
+        raise UserError(f"{path}: no trials")
     return cols
 
 
@@ -66,13 +67,13 @@ def read_scores(path):
             try:
                 float(v)
             except ValueError:
-                raise DataError(f"{path}: trial {lineno} ({enroll[lineno - 1]} "
+                raise UserError(f"{path}: trial {lineno} ({enroll[lineno - 1]} "
                                 f"{test[lineno - 1]}): score {v!r} is not a number") from None
         raise
     bad = np.flatnonzero(~np.isfinite(scores))
     if bad.size:
         i = int(bad[0])
-        raise DataError(f"{path}: {bad.size} scores are NaN/Inf, first at trial {i + 1} "
+        raise UserError(f"{path}: {bad.size} scores are NaN/Inf, first at trial {i + 1} "
                         f"({enroll[i]} {test[i]})")
     return enroll, test, scores, _labels_array(lab)
 
@@ -109,7 +110,7 @@ def parse_score_name(path):
 # ----------------------------------------------------------------------------- indexing
 
 def trial_indices(enroll, test, key_index, trials_path="trials", emb_path="embeddings"):
-    """Map trial utterances to embedding rows; DataError if any utterance has no embedding."""
+    """Map trial utterances to embedding rows; UserError if any utterance has no embedding."""
     ei = np.fromiter((key_index.get(k, -1) for k in enroll), dtype=np.int64, count=len(enroll))
     ti = np.fromiter((key_index.get(k, -1) for k in test), dtype=np.int64, count=len(test))
     bad = (ei < 0) | (ti < 0)
@@ -122,7 +123,7 @@ def trial_indices(enroll, test, key_index, trials_path="trials", emb_path="embed
                     seen.add(k)
                     missing.append(k)
         n_utt = f"{len(missing)} utterance" + ("s" if len(missing) > 1 else "")
-        raise DataError(f"{trials_path}: {n_utt} in {int(bad.sum())} of "
+        raise UserError(f"{trials_path}: {n_utt} in {int(bad.sum())} of "
                         f"{len(enroll)} trials have no embedding in {emb_path}: "
                         f"{_first_few(missing)}")
     return ei, ti

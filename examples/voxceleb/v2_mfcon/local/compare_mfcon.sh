@@ -13,8 +13,8 @@
 # Run from the recipe dir after stages 0-1 (data prep, fbank) for --data, or with
 # --prepare_mini true, which runs them on the mini corpus first. For every variant V
 # and seed S: run.sh stages 2-4 into OUT/V/seedS with train options "--seed S <V's overrides>
-# <--train_opts>", then bin/block_eer.py (EER of every Conformer block) on it. Finally
-# bin/summarize_comparison.py writes OUT/comparison.{md,json} and OUT/block_eer.png.
+# <--train_opts>", then analysis/block_eer.py (EER of every Conformer block) on it. Finally
+# analysis/summarize_comparison.py writes OUT/comparison.{md,json} and OUT/block_eer.png.
 # Resumable: a run whose scores/results.json exists is not trained again (its recorded
 # train options must match), a run with block_eer.json is not re-analysed; an interrupted
 # training resumes from its last checkpoint.
@@ -88,7 +88,7 @@ reuse_models() {
 }
 
 # "name|config|overrides" lines; checks names, configs and override keys up front.
-variant_lines=$(python -m wespeaker_mfcon.bin.summarize_comparison --list_variants "$variants")
+variant_lines=$(python -m wespeaker_mfcon.analysis.summarize_comparison --list_variants "$variants")
 mapfile -t lines <<< "$variant_lines"
 baseline=""
 runs=()
@@ -122,7 +122,7 @@ for line in "${lines[@]}"; do
     fi
     if [ ! -f "$dir/block_eer.json" ]; then
       if [ -n "$gpus" ]; then dev="cuda"; else dev="cpu"; fi
-      CUDA_VISIBLE_DEVICES=${gpus%%,*} python -m wespeaker_mfcon.bin.block_eer \
+      CUDA_VISIBLE_DEVICES=${gpus%%,*} python -m wespeaker_mfcon.analysis.block_eer \
         --exp_dir "$dir" --checkpoint "$dir/models/avg_model.pt" --device $dev \
         --feats_scp "$data/test/feats.scp" --trials "$block_trials" \
         --out "$dir/block_eer.json" --plot "$dir/block_eer.png"
@@ -131,6 +131,6 @@ for line in "${lines[@]}"; do
   done
 done
 
-python -m wespeaker_mfcon.bin.summarize_comparison --runs "${runs[@]}" --baseline "$baseline" \
+python -m wespeaker_mfcon.analysis.summarize_comparison --runs "${runs[@]}" --baseline "$baseline" \
   --out_dir "$out"
 echo "$0: comparison -> $out/comparison.md"

@@ -1,6 +1,6 @@
 """How speaker-discriminative is each Conformer block? EER / minDCF per block output.
 
-    python -m wespeaker_mfcon.bin.block_eer --exp_dir exp/E \
+    python -m wespeaker_mfcon.analysis.block_eer --exp_dir exp/E \
         --feats_scp data/test/feats.scp --trials data/test/trials/vox1_O.kaldi \
         [--checkpoint exp/E/models/avg_model.pt] [--out exp/E/block_eer.json] \
         [--plot exp/E/block_eer.png]
@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wespeaker_mfcon.bin.compute_metrics import evaluate
+from wespeaker_mfcon.utils.metrics import evaluate
 from wespeaker_mfcon.utils.plotting import plot_block_curves
 from wespeaker_mfcon.frontend.fbank import apply_cmn
 from wespeaker_mfcon.inference import load_embedding_net
 from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.file_utils import DataError, atomic_write, read_scp
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write, read_scp
 from wespeaker_mfcon.utils.scoring import (cosine_scores, prepare, read_trials, trial_indices,
                                            trial_name)
 
@@ -82,7 +83,7 @@ class ScpFeats(Mapping):
         missing = [u for u in utts if u not in table]
         if missing:
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            raise DataError(f"{feats_scp}: {len(missing)} trial utterances have no features: "
+            raise UserError(f"{feats_scp}: {len(missing)} trial utterances have no features: "
                             f"{shown}")
         self.path = feats_scp
         self.specs = {u: table[u] for u in utts}
@@ -98,12 +99,12 @@ class ScpFeats(Mapping):
         try:
             mat = np.asarray(kaldiio.load_mat(spec), dtype=np.float32)
         except Exception as e:
-            raise DataError(f"{self.path}: {utt}: cannot read {spec}: {e}") from None
+            raise UserError(f"{self.path}: {utt}: cannot read {spec}: {e}") from None
         if mat.ndim != 2 or mat.shape[0] == 0:
-            raise DataError(f"{self.path}: {utt}: expected a (frames, dims) matrix, got shape "
+            raise UserError(f"{self.path}: {utt}: expected a (frames, dims) matrix, got shape "
                             f"{mat.shape}")
         if not np.isfinite(mat).all():
-            raise DataError(f"{self.path}: {utt}: features contain NaN/Inf")
+            raise UserError(f"{self.path}: {utt}: features contain NaN/Inf")
         return mat
 
 
@@ -133,7 +134,7 @@ def pooled_block_features(model, feats, utts, batch_size=16, device="cpu", chunk
                     try:
                         emb, blocks = model(apply_cmn(x))
                     except RuntimeError as e:
-                        raise DataError(f"{utts[idx[0]]}: model forward failed on "
+                        raise UserError(f"{utts[idx[0]]}: model forward failed on "
                                         f"{x.shape[1]} frames (too short?): "
                                         f"{str(e)[:160]}") from None
                     if pooled is None:
@@ -186,7 +187,7 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     for p in args.p_target:
         if not 0.0 < p < 1.0:
-            raise DataError(f"--p_target must be in (0, 1), got {p}")
+            raise UserError(f"--p_target must be in (0, 1), got {p}")
     torch.set_num_threads(max(1, args.num_threads))
     checkpoint = args.checkpoint or os.path.join(args.exp_dir, "models", "avg_model.pt")
     config = args.config or os.path.join(args.exp_dir, "config.yaml")
@@ -195,7 +196,7 @@ def main(argv=None):
     enroll, test, labels = read_trials(args.trials)
     n_tar = int(labels.sum())
     if n_tar == 0 or n_tar == len(labels):
-        raise DataError(f"{args.trials}: need both target and nontarget trials, got {n_tar} "
+        raise UserError(f"{args.trials}: need both target and nontarget trials, got {n_tar} "
                         f"target / {len(labels) - n_tar} nontarget")
     utts = list(dict.fromkeys(list(enroll) + list(test)))
     net, _ = load_embedding_net(checkpoint, config)

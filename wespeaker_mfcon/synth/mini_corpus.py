@@ -37,7 +37,8 @@ import scipy.fft as sfft
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import fftconvolve, lfilter
 
-from wespeaker_mfcon.utils.file_utils import DataError, atomic_write
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def _split_index(split):
 def speaker_id(split, index):
     """VoxCeleb-style id: train speakers id00001.., test speakers id10001.. (disjoint)."""
     if not 0 <= index < 9999:
-        raise DataError(f"speaker index {index} out of range (at most 9999 speakers per split)")
+        raise UserError(f"speaker index {index} out of range (at most 9999 speakers per split)")
     return f"id{(0 if split == 'train' else 10000) + index + 1:05d}"
 
 
@@ -621,11 +622,11 @@ def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials, f
     pair utterances of two different speakers. No pair appears twice, sorted by enroll path.
     """
     if sessions_per_spk < 2:
-        raise DataError("trials need at least 2 sessions per speaker (targets cross sessions)")
+        raise UserError("trials need at least 2 sessions per speaker (targets cross sessions)")
     if num_spk < 2:
-        raise DataError("trials need at least 2 test speakers")
+        raise UserError("trials need at least 2 test speakers")
     if num_trials < 2:
-        raise DataError(f"num_trials must be >= 2, got {num_trials}")
+        raise UserError(f"num_trials must be >= 2, got {num_trials}")
     rows = utterance_paths(seed, "test", num_spk, sessions_per_spk, utts_per_session, first_spk)
     paths = [p for p, *_ in rows]
     spk = np.array([s for _, s, _, _ in rows])
@@ -698,13 +699,13 @@ def _check_args(num_train_spk, num_test_spk, sessions_per_spk, utts_per_session,
                         ("utts_per_session", utts_per_session, 1), ("jobs", jobs, 1),
                         ("num_trials", num_trials, 2), ("seed", seed, 0)):
         if int(v) != v or v < lo:
-            raise DataError(f"{name} must be an integer >= {lo}, got {v}")
+            raise UserError(f"{name} must be an integer >= {lo}, got {v}")
     for name, v in (("num_train_spk", num_train_spk),
                     ("first_test_spk + num_test_spk", first_test_spk + num_test_spk)):
         if v > 9999:
-            raise DataError(f"{name} must be <= 9999, got {v}")
+            raise UserError(f"{name} must be <= 9999, got {v}")
     if not (0.5 <= min_dur <= max_dur <= 600):
-        raise DataError(f"need 0.5 <= min_dur <= max_dur <= 600 s, got {min_dur}, {max_dur}")
+        raise UserError(f"need 0.5 <= min_dur <= max_dur <= 600 s, got {min_dur}, {max_dur}")
 
 
 def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
@@ -753,14 +754,14 @@ def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
         if old == params and not force:
             return dict(skipped=True, out_dir=out_dir, params=params)
         if not force:
-            raise DataError(f"{out_dir}: holds a mini corpus made with other parameters "
+            raise UserError(f"{out_dir}: holds a mini corpus made with other parameters "
                             f"({done}); use --force to regenerate, or another --out_dir")
     ours = os.path.isfile(done) or os.path.isfile(incomplete)
     for split in SPLITS:
         d = os.path.join(out_dir, split)
         if os.path.exists(d):
             if not ours:
-                raise DataError(f"{d}: exists and was not made by the mini-corpus generator; "
+                raise UserError(f"{d}: exists and was not made by the mini-corpus generator; "
                                 "refusing to overwrite it")
             shutil.rmtree(d)
     os.makedirs(out_dir, exist_ok=True)
@@ -821,7 +822,7 @@ def make_corpus(out_dir, num_train_spk=DEFAULTS["num_train_spk"],
     with atomic_write(os.path.join(out_dir, "meta.json")) as f:
         json.dump(dict(params=params, files=n_files, audio_hours=audio_s / 3600,
                        trials_target=n_tar, trials_nontarget=n_non,
-                       generator="wespeaker_mfcon.dataset.mini_corpus"), f, indent=1)
+                       generator="wespeaker_mfcon.synth.mini_corpus"), f, indent=1)
         f.write("\n")
     with atomic_write(done) as f:
         json.dump(params, f)

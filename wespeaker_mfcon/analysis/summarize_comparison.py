@@ -1,12 +1,12 @@
 """Compare variants trained with several seeds: mean ± std, relative change, block EER.
 
-    python -m wespeaker_mfcon.bin.summarize_comparison \
+    python -m wespeaker_mfcon.analysis.summarize_comparison \
         --runs baseline/seed1=exp/compare/baseline/seed1 mfcon/seed1=exp/compare/mfcon/seed1 ... \
         --baseline baseline --out_dir exp/compare
 
 A run is NAME=EXP_DIR with NAME = VARIANT/SEED (a NAME without '/' is a variant with one
 unnamed seed). Each run's EXP_DIR/scores/results.json (stage 4) is required;
-EXP_DIR/block_eer.json (bin/block_eer.py) is optional.
+EXP_DIR/block_eer.json (analysis/block_eer.py) is optional.
 
 Writes OUT_DIR/comparison.json and OUT_DIR/comparison.md. Per variant, trial list, system
 (cosine, asnorm, ...) and metric (eer in %, min_dcf_*): mean and std over seeds (ddof=1; null
@@ -15,7 +15,7 @@ rel_change_pct = 100 * diff / mean_base, exceeds_spread = |diff| > std + std_bas
 either side has a single seed). With block_eer.json files: OUT_DIR/block_eer.png (EER against
 block index, one line per variant, error bars = std over seeds) and a per-block table.
 
-    python -m wespeaker_mfcon.bin.summarize_comparison --list_variants conf/compare/X.yaml
+    python -m wespeaker_mfcon.analysis.summarize_comparison --list_variants conf/compare/X.yaml
 
 prints one "name|config|overrides" line per variant (for local/compare_mfcon.sh), where
 overrides are normalized to "--key=value" tokens. The variant file maps names to
@@ -34,7 +34,8 @@ import numpy as np
 
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.config import apply_overrides, load_config, parse_overrides
-from wespeaker_mfcon.utils.file_utils import DataError, atomic_write
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write
 from wespeaker_mfcon.utils.plotting import plot_block_curves
 
 log = logging.getLogger("summarize_comparison")
@@ -67,13 +68,13 @@ def normalize_overrides(text, where):
     while i < len(tokens):
         tok = tokens[i]
         if not tok.startswith("--") or tok == "--":
-            raise DataError(f"{where}: unexpected {tok!r} in overrides (expected --key value)")
+            raise UserError(f"{where}: unexpected {tok!r} in overrides (expected --key value)")
         if "=" in tok:
             out.append(tok)
             i += 1
         else:
             if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
-                raise DataError(f"{where}: override {tok} needs a value")
+                raise UserError(f"{where}: override {tok} needs a value")
             out.append(f"{tok}={tokens[i + 1]}")
             i += 2
     return out
@@ -83,40 +84,40 @@ def read_variants(path, check_configs=True):
     """Variant file -> (list of (name, config, [override tokens]), baseline name)."""
     data = load_config(path)
     if not data:
-        raise DataError(f"{path}: expected a mapping name -> {{config: ..., overrides: ...}}")
+        raise UserError(f"{path}: expected a mapping name -> {{config: ..., overrides: ...}}")
     variants = []
     for name, spec in data.items():
         where = f"{path}: variant {name!r}"
         if not isinstance(name, str) or not NAME_RE.match(name):
-            raise DataError(f"{where}: names may hold only letters, digits and _ . + - "
+            raise UserError(f"{where}: names may hold only letters, digits and _ . + - "
                             "(they become directory names)")
         if isinstance(spec, str):
             spec = {"config": spec}
         if not isinstance(spec, dict):
-            raise DataError(f"{where}: expected {{config: ..., overrides: ...}}")
+            raise UserError(f"{where}: expected {{config: ..., overrides: ...}}")
         unknown = set(spec) - {"config", "overrides"}
         if unknown:
-            raise DataError(f"{where}: unknown keys {sorted(unknown)} (config, overrides)")
+            raise UserError(f"{where}: unknown keys {sorted(unknown)} (config, overrides)")
         config = spec.get("config")
         if not isinstance(config, str) or not config:
-            raise DataError(f"{where}: missing 'config'")
+            raise UserError(f"{where}: missing 'config'")
         overrides = spec.get("overrides") or ""
         if isinstance(overrides, list):
             overrides = " ".join(str(o) for o in overrides)
         if not isinstance(overrides, str):
-            raise DataError(f"{where}: 'overrides' must be a string like \"--key value\"")
+            raise UserError(f"{where}: 'overrides' must be a string like \"--key value\"")
         if any(c in overrides for c in "|\"'`$\\;&"):
-            raise DataError(f"{where}: overrides may not contain quotes or shell characters "
+            raise UserError(f"{where}: overrides may not contain quotes or shell characters "
                             "(they are split on whitespace, values cannot hold spaces)")
         tokens = normalize_overrides(overrides, where)
         if check_configs:
             if not os.path.isfile(config):
-                raise DataError(f"{where}: config {config} not found (paths are relative to the "
+                raise UserError(f"{where}: config {config} not found (paths are relative to the "
                                 f"recipe dir, here {os.getcwd()})")
             try:
                 apply_overrides(load_config(config), parse_overrides(tokens))
-            except DataError as e:
-                raise DataError(f"{where}: {e}") from None
+            except UserError as e:
+                raise UserError(f"{where}: {e}") from None
         variants.append((name, config, tokens))
     names = [v[0] for v in variants]
     baseline = "baseline" if "baseline" in names else names[0]
@@ -128,12 +129,12 @@ def read_variants(path, check_configs=True):
 def parse_run(spec):
     name, eq, exp_dir = spec.partition("=")
     if not eq or not name or not exp_dir:
-        raise DataError(f"--runs: expected VARIANT/SEED=EXP_DIR, got {spec!r}")
+        raise UserError(f"--runs: expected VARIANT/SEED=EXP_DIR, got {spec!r}")
     variant, slash, seed = name.rpartition("/")
     if not slash:
         variant, seed = name, ""
     if not variant:
-        raise DataError(f"--runs: empty variant name in {spec!r}")
+        raise UserError(f"--runs: empty variant name in {spec!r}")
     return variant, seed, exp_dir
 
 
@@ -142,9 +143,9 @@ def _read_json(path):
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except ValueError as e:
-        raise DataError(f"{path}: invalid JSON ({e})") from None
+        raise UserError(f"{path}: invalid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
+        raise UserError(f"{path}: expected a JSON object")
     return data
 
 
@@ -154,18 +155,18 @@ def load_runs(specs):
     for spec in specs:
         variant, seed, exp_dir = parse_run(spec)
         if (variant, seed) in seen:
-            raise DataError(f"--runs: {variant}/{seed} given twice")
+            raise UserError(f"--runs: {variant}/{seed} given twice")
         seen.add((variant, seed))
         res_path = os.path.join(exp_dir, "scores", "results.json")
         if not os.path.isfile(res_path):
-            raise DataError(f"{res_path}: no such file (run stage 4 for {variant}/{seed})")
+            raise UserError(f"{res_path}: no such file (run stage 4 for {variant}/{seed})")
         results = _read_json(res_path)
         blocks = None
         blk_path = os.path.join(exp_dir, "block_eer.json")
         if os.path.isfile(blk_path):
             blocks = _read_json(blk_path)
             if not isinstance(blocks.get("blocks"), list):
-                raise DataError(f"{blk_path}: no 'blocks' list")
+                raise UserError(f"{blk_path}: no 'blocks' list")
         else:
             log.warning("%s: missing; %s/%s has no per-block EER", blk_path, variant, seed)
         runs.setdefault(variant, []).append(
@@ -391,7 +392,7 @@ def main(argv=None):
     runs = load_runs(args.runs)
     baseline = args.baseline or ("baseline" if "baseline" in runs else next(iter(runs)))
     if baseline not in runs:
-        raise DataError(f"--baseline {baseline!r} is not among the run variants "
+        raise UserError(f"--baseline {baseline!r} is not among the run variants "
                         f"({', '.join(runs)})")
     runs = {baseline: runs[baseline], **{v: r for v, r in runs.items() if v != baseline}}
     summary = build_summary(runs, baseline)

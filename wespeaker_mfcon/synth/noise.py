@@ -13,7 +13,7 @@ Writes 16 kHz 16-bit wavs plus ``noise.scp`` (keys prefixed noise-/music-/speech
 Every file is drawn from its own generator seeded by (seed, type, index), so the output is
 byte-identical for a given seed and a file does not change when the set size does.
 
-CLI: ``python -m wespeaker_mfcon.dataset.mini_noise --out_dir DIR [--num_per_type N]``
+CLI: ``python -m wespeaker_mfcon.synth.noise --out_dir DIR [--num_per_type N]``
 """
 
 import argparse
@@ -23,7 +23,8 @@ import os
 import numpy as np
 from scipy.signal import lfilter
 
-from wespeaker_mfcon.utils.file_utils import DataError, atomic_write, write_table
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def generate_noise_set(out_dir, num_per_type=6, num_rirs=8, seed=0, duration=5.0
     out_dir = os.path.abspath(out_dir)
     n = int(round(duration * SR))
     if n <= 0 or num_per_type < 0 or num_rirs < 0:
-        raise DataError("mini_noise: duration must be > 0 and counts >= 0")
+        raise UserError("mini_noise: duration must be > 0 and counts >= 0")
     noise_rows, rir_rows = [], []
     for kind in ("noise", "music", "speech"):
         for i in range(num_per_type):

@@ -1,0 +1,1 @@
+"""Research tools, not recipe stages: per-block EER and multi-seed comparison tables."""
