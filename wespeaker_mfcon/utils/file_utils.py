@@ -1,6 +1,7 @@
 """Kaldi-style plain-text tables ("key value ...") with errors that name file and line."""
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 
@@ -50,19 +51,39 @@ def read_lists(path):
 
 
 @contextmanager
-def atomic_write(path, mode="w", encoding="utf-8"):
-    """Write to a temp file beside `path` and rename on success: no half-written output."""
-    dirname = os.path.dirname(os.path.abspath(path))
+def atomic_path(path):
+    """Yield a temporary name beside `path` (same extension); on success rename it to `path`.
+
+    The one way this project writes a file or a directory that must never be left
+    half-written: by Python, kaldiio, torch.save, ffmpeg or the ONNX exporter alike. On any
+    failure the temporary is removed and an existing `path` is left as it was.
+    """
+    path = os.path.abspath(path)
+    dirname, base = os.path.split(path)
     os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dirname, prefix=".tmp_", suffix=os.path.basename(path))
+    ext = os.path.splitext(base)[1]
+    fd, tmp = tempfile.mkstemp(dir=dirname, prefix=f".tmp_{base}.", suffix=ext)
+    os.close(fd)
+    os.remove(tmp)  # the writer creates it (some writers refuse an existing file)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
-            yield f
+        yield tmp
+        if os.path.isdir(tmp) and os.path.isdir(path):
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
             os.remove(tmp)
         raise
+
+
+@contextmanager
+def atomic_write(path, mode="w", encoding="utf-8"):
+    """open() for writing through atomic_path: the file appears complete or not at all."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
+            yield f
 
 
 def write_table(path, rows):
