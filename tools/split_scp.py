@@ -8,6 +8,7 @@ there are fewer non-blank lines than parts (a part would be empty).
 """
 
 import argparse
+import io
 import os
 import sys
 
@@ -23,6 +24,15 @@ def split_lines(lines, num_parts):
     return parts
 
 
+def read_lines(path):
+    """Non-blank lines of a UTF-8 file, each ending in one newline ("\\r\\n" and "\\r" read as
+    "\\n", as text-mode open() does); UnicodeDecodeError if it is not UTF-8."""
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8")
+    return [line if line.endswith("\n") else line + "\n"
+            for line in io.StringIO(text, newline=None) if line.strip()]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Split a Kaldi table (e.g. wav.scp) into N "
                                 "contiguous parts of near-equal size.")
@@ -30,10 +40,13 @@ def main(argv=None):
     p.add_argument("outputs", nargs="+", help="one output file per part")
     args = p.parse_args(argv)
     try:
-        with open(args.input, encoding="utf-8") as f:
-            lines = [line if line.endswith("\n") else line + "\n" for line in f if line.strip()]
+        lines = read_lines(args.input)
     except OSError as e:
         print(f"error: {args.input}: {e.strerror}", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError as e:
+        lineno = e.object[:e.start].count(b"\n") + 1
+        print(f"error: {args.input}:{lineno}: not UTF-8 text ({e.reason})", file=sys.stderr)
         return 1
     if len(lines) < len(args.outputs):
         print(f"error: {args.input}: {len(lines)} lines cannot be split into "

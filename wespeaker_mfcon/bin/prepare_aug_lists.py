@@ -17,8 +17,8 @@ is scanned for any ``*.wav``.
 import argparse
 import logging
 import os
-import re
 
+from wespeaker_mfcon.dataset.voxceleb import check_root_path, check_table_path, shown
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import write_table
 
@@ -30,26 +30,34 @@ _RIR_SET_DIRS = {"simulated": "simulated_rirs", "real": "real_rirs_isotropic_noi
 
 
 def _find_wavs(root):
-    """Sorted absolute paths of *.wav (any case) under root, following the tree recursively."""
+    """Sorted absolute paths of *.wav (any case) under root, following the tree recursively.
+
+    Every path goes into a Kaldi list, so a name a table cannot hold (whitespace, control
+    characters, undecodable bytes), a broken link or a name that is only ".wav" is refused.
+    """
+    check_root_path(root, what="corpus", why="the lists hold absolute paths")
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for name in sorted(filenames):
             if name.lower().endswith(".wav"):
-                found.append(os.path.abspath(os.path.join(dirpath, name)))
+                found.append(_check_wav(root, os.path.join(dirpath, name)))
     return found
 
 
-def _check_path(path):
-    if re.search(r"\s", path):
-        raise UserError(f"{path}: paths with whitespace cannot go into a Kaldi list; "
-                        f"move or link the corpus elsewhere")
-    return path
+def _check_wav(root, path):
+    check_table_path(path, os.path.relpath(path, root))
+    if not os.path.exists(path):
+        raise UserError(f"{shown(path)}: broken symbolic link (to {shown(os.readlink(path))}); "
+                        "fix or remove it")
+    if not os.path.basename(path)[:-len(".wav")].strip("."):
+        raise UserError(f"{shown(path)}: file name is only an extension; rename it")
+    return os.path.abspath(path)
 
 
 def _key(rel):
-    """Key from a relative path: no extension, '/' -> '-', no whitespace."""
-    return re.sub(r"\s+", "_", os.path.splitext(rel)[0].replace(os.sep, "-").replace("/", "-"))
+    """Key from a relative path (already checked for whitespace): no extension, '/' -> '-'."""
+    return os.path.splitext(rel)[0].replace(os.sep, "-").replace("/", "-")
 
 
 def _subdir(root, name, children):
@@ -85,9 +93,9 @@ def scan_musan(musan_root):
             if key in seen:
                 key = f"{typ}-{_key(rel)}"
             if key in seen:
-                raise UserError(f"MUSAN: two files map to the key {key!r} ({path})")
+                raise UserError(f"{shown(path)}: MUSAN: two files map to the key {key!r}")
             seen.add(key)
-            rows.append((key, _check_path(path)))
+            rows.append((key, path))
     if not rows:
         raise UserError(f"--musan_root {musan_root}: no .wav files found under "
                         f"{root}/{{noise,music,speech}}")
@@ -118,7 +126,15 @@ def scan_rirs(rir_root, sets=RIR_SETS):
     if not wavs:
         raise UserError(f"--rir_root {rir_root}: no RIR .wav files found "
                         f"(sets: {', '.join(sets)})")
-    return [(_key(os.path.relpath(p, root)), _check_path(p)) for p in wavs]
+    rows, seen = [], {}
+    for path in wavs:
+        key = _key(os.path.relpath(path, root))
+        if key in seen:
+            raise UserError(f"{shown(path)}: RIR key {key!r} is also the key of "
+                            f"{shown(seen[key])}; keep only one of the two files")
+        seen[key] = path
+        rows.append((key, path))
+    return rows
 
 
 def get_parser():
@@ -144,6 +160,8 @@ def main(argv=None):
             raise UserError("give either --synthetic or --musan_root/--rir_root, not both")
         if args.synthetic < 0:
             raise UserError(f"--synthetic must be > 0, got {args.synthetic}")
+        check_root_path(args.out_dir, what="output dir",
+                        why="the lists hold the paths of the files generated there")
         from wespeaker_mfcon.synth.noise import generate_noise_set
         generate_noise_set(args.out_dir, num_per_type=args.synthetic, num_rirs=args.synthetic,
                            seed=args.seed)

@@ -3,12 +3,14 @@
   python -m wespeaker_mfcon.bin.prepare_data --train_root T --test_root E \
       --trials list1.txt [list2.txt ...] --data data
 writes data/{train,test}/{wav.scp,utt2spk,spk2utt,utt2dur} and data/test/trials/*.kaldi.
+Both trees and every trial list are checked (layout, names a Kaldi table can hold, readable
+audio) before either data dir is written; a bad input is one `error:` line naming the path.
 """
 
 import argparse
 import os
 
-from wespeaker_mfcon.dataset.voxceleb import prepare_set
+from wespeaker_mfcon.dataset.voxceleb import prepare_sets
 from wespeaker_mfcon.utils.cli import run_main
 
 
@@ -25,8 +27,8 @@ def get_args(argv=None):
 
 def main(argv=None):
     args = get_args(argv)
-    prepare_set(args.train_root, os.path.join(args.data, "train"))
-    prepare_set(args.test_root, os.path.join(args.data, "test"), trials=args.trials)
+    prepare_sets([(args.train_root, os.path.join(args.data, "train"), ()),
+                  (args.test_root, os.path.join(args.data, "test"), args.trials)])
 
 
 if __name__ == "__main__":

@@ -1,67 +1,215 @@
 """Stage 0 library: VoxCeleb-layout trees and trial lists -> Kaldi data dirs.
 
-A tree is <root>/<speaker>/<video>/<utt>.{wav,m4a}; the utterance id is the path
-relative to <root> without its extension (as WeSpeaker does), the speaker is its
-first component. VoxCeleb trial lines are "1 id/vid/utt.wav id/vid/utt.wav".
+A tree is <root>/<speaker>/<video>/<utt>.{wav,flac,m4a}; the utterance id is the path
+relative to <root> without its extension (as WeSpeaker does), the speaker is its first
+component. VoxCeleb trial lines are "1 id/vid/utt.wav id/vid/utt.wav".
+
+Kaldi tables are "key value" lines split on whitespace, so a name that holds whitespace (any
+kind: space, tab, newline, no-break space...), a control character or undecodable bytes cannot
+go into one: stage 0 refuses such a tree with one error naming the path, before writing anything.
+Every tree and trial list is checked, and every file measured, before any data dir is written.
 """
 
 import logging
 import os
 import shutil
 import subprocess
+import unicodedata
 
 import soundfile as sf
 
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.file_utils import read_table, write_table
+from wespeaker_mfcon.utils.file_utils import atomic_path, write_table
 
 AUDIO_EXTS = (".wav", ".flac", ".m4a")
+LAYOUT = "<root>/<speaker>/<video>/<utt>.wav"
+_CHAR_NAMES = {" ": "a space", "\t": "a tab", "\n": "a newline", "\r": "a carriage return"}
+
+
+# ---------------------------------------------------------------- names Kaldi tables can hold
+
+def shown(path):
+    """`path` for an error line: as it is, or repr() when printing it raw would break the line
+    or hide characters (line breaks, control and format characters, undecodable bytes)."""
+    for ch in path:
+        if ch != "\t" and (unicodedata.category(ch) in ("Cc", "Cf", "Cs")
+                           or len(f"a{ch}b".splitlines()) > 1):
+            return repr(path)
+    return path
+
+
+def _describe(ch):
+    return _CHAR_NAMES.get(ch) or f"U+{ord(ch):04X} {unicodedata.name(ch, '')}".rstrip()
+
+
+def table_name_problem(text):
+    """Why `text` cannot go into a whitespace-split UTF-8 Kaldi table, or '' if it can."""
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category == "Cs":  # os.listdir's surrogate escape for bytes that are not UTF-8
+            return "is not valid UTF-8 (undecodable bytes), which Kaldi tables cannot hold"
+        if ch.isspace():  # exactly what str.split() splits on
+            return f"holds whitespace ({_describe(ch)}), which Kaldi tables cannot hold"
+        if category in ("Cc", "Cf"):
+            return f"holds the invisible control character {_describe(ch)}, " \
+                   "which Kaldi tables must not hold"
+    return ""
+
+
+def check_table_path(path, text=None, fix="rename it"):
+    """UserError naming `path` when `text` (default: the path itself) cannot go into a table."""
+    problem = table_name_problem(path if text is None else text)
+    if problem:
+        what = "path" if text is None else "name"
+        raise UserError(f"{shown(path)}: {what} {problem}; {fix}")
+    return path
+
+
+def check_root_path(root, what="tree", why="wav.scp holds absolute paths"):
+    """The absolute root goes into table values, so it must hold no whitespace either."""
+    abs_root = os.path.abspath(root)
+    check_table_path(abs_root, fix=f"move or link the {what} to a path without it ({why})")
+    return abs_root
+
+
+# ---------------------------------------------------------------- the tree
+
+def _list_dir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as e:
+        raise UserError(f"{shown(path)}: cannot read directory ({e.strerror})") from None
+
+
+def audio_stem(name):
+    """('00001', '.wav') for an audio file name (extension in any case), None otherwise."""
+    for ext in AUDIO_EXTS:
+        if name.lower().endswith(ext):
+            return name[:-len(ext)], ext
+    return None
+
+
+def _check_entry(path, name, depth):
+    """True for a tree entry to descend into (speaker, video dir) or keep (utterance file).
+
+    depth: 1 speaker, 2 video, 3 utterance. Raises for a broken link, audio at the wrong
+    depth and a name that a Kaldi table cannot hold; other files (README, .DS_Store) are skipped.
+    """
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UserError(f"{shown(path)}: broken symbolic link (to {shown(os.readlink(path))}); "
+                        "fix or remove it")
+    is_dir, is_audio = os.path.isdir(path), audio_stem(name) is not None
+    if depth < 3 and not is_dir:
+        if is_audio:
+            raise UserError(f"{shown(path)}: audio file at the wrong depth: expected {LAYOUT}, "
+                            f"found {depth - 1} directory levels below the root")
+        return False
+    if depth == 3 and is_dir:
+        _refuse_deeper_audio(path)
+        return False
+    if depth == 3 and not is_audio:
+        return False
+    check_table_path(path, name)
+    if depth == 3 and not audio_stem(name)[0].strip("."):
+        raise UserError(f"{shown(path)}: file name is only an extension, so its utterance id "
+                        "would be empty; rename it")
+    if depth == 3 and not os.path.isfile(path):
+        raise UserError(f"{shown(path)}: not a regular file")
+    return True
+
+
+def _refuse_deeper_audio(path):
+    for dirpath, _, files in os.walk(path):
+        for name in sorted(files):
+            if audio_stem(name) is not None:
+                deep = os.path.join(dirpath, name)
+                levels = len(os.path.relpath(deep, os.path.dirname(path)).split(os.sep)) + 1
+                raise UserError(f"{shown(deep)}: audio file at the wrong depth: expected "
+                                f"{LAYOUT}, found {levels} directory levels below the root")
+
+
+def _scan_dir(path, depth, found):
+    """Add the utterances under `path` (speaker dir: depth 1, video dir: 2) to found."""
+    before = len(found)
+    for name in _list_dir(path):
+        entry = os.path.join(path, name)
+        if not _check_entry(entry, name, depth + 1):
+            continue
+        if depth == 2:
+            _add_utterance(entry, name, found)
+        else:
+            _scan_dir(entry, depth + 1, found)
+    if len(found) == before:
+        kind = "speaker" if depth == 1 else "video"
+        raise UserError(f"{shown(path)}: {kind} directory holds no audio files "
+                        f"({', '.join(AUDIO_EXTS)}); remove it or restore its files")
+
+
+def _add_utterance(path, name, found):
+    utt = "/".join(path.split(os.sep)[-3:-1] + [audio_stem(name)[0]])
+    if utt in found:
+        raise UserError(f"{shown(path)}: duplicate utterance id {utt!r} (also {shown(found[utt])})"
+                        "; keep only one of the two files")
+    found[utt] = path
+
+
+def _refuse_near_duplicates(utt_paths):
+    """Ids equal up to letter case or Unicode form are one file on case-insensitive file
+    systems (and the .m4a conversion cache), and easy to confuse anywhere."""
+    seen = {}
+    for utt, path in utt_paths:
+        folded = unicodedata.normalize("NFC", utt).casefold()
+        if folded in seen:
+            other, other_path = seen[folded]
+            raise UserError(f"{shown(path)}: utterance id {utt!r} differs from {other!r} "
+                            f"({shown(other_path)}) only in letter case or Unicode form; "
+                            "rename one")
+        seen[folded] = (utt, path)
 
 
 def scan_tree(root):
-    """Return sorted [(utt_id, path)] for every audio file 3 levels below root."""
-    if not os.path.isdir(root):
-        raise UserError(f"{root}: not a directory")
-    found = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in AUDIO_EXTS:
-                continue
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            parts = rel.split(os.sep)
-            if len(parts) != 3:
-                raise UserError(f"{path}: expected <root>/<speaker>/<video>/<utt>{ext}, "
-                                f"found {len(parts) - 1} directory levels")
-            utt = "/".join(parts[:2] + [stem])
-            if utt in found:
-                raise UserError(f"{path}: duplicate utterance id {utt!r} (also {found[utt]})")
-            found[utt] = path
-    if not found:
-        raise UserError(f"{root}: no audio files ({', '.join(AUDIO_EXTS)}) found in the tree")
-    return sorted(found.items())
+    """Return sorted [(utt_id, path)] for every audio file 3 levels below root.
 
+    UserError (naming the path) for a layout or a name that a Kaldi table cannot hold.
+    """
+    if not os.path.isdir(root):
+        raise UserError(f"{shown(root)}: not a directory")
+    check_root_path(root)
+    found = {}
+    for name in _list_dir(root):
+        speaker_dir = os.path.join(root, name)
+        if _check_entry(speaker_dir, name, 1):
+            _scan_dir(speaker_dir, 1, found)
+    if not found:
+        raise UserError(f"{shown(root)}: no audio files ({', '.join(AUDIO_EXTS)}) found in "
+                        "the tree")
+    utt_paths = sorted(found.items())
+    _refuse_near_duplicates(utt_paths)
+    return utt_paths
+
+
+# ---------------------------------------------------------------- audio
 
 def convert_m4a(utt_paths, wav_dir):
-    """Convert .m4a entries to 16 kHz mono wav under wav_dir with ffmpeg."""
+    """Convert .m4a entries to 16 kHz mono wav under wav_dir with ffmpeg (each file atomic)."""
     todo = [(u, p) for u, p in utt_paths if p.lower().endswith(".m4a")]
     if not todo:
         return utt_paths
     if shutil.which("ffmpeg") is None:
-        raise UserError(f"found {len(todo)} .m4a files (first: {todo[0][1]}) but ffmpeg is "
-                        "not installed; install ffmpeg or convert them to wav")
+        raise UserError(f"found {len(todo)} .m4a files (first: {shown(todo[0][1])}) but ffmpeg "
+                        "is not installed; install ffmpeg or convert them to wav")
+    check_root_path(wav_dir, what="data dir")  # the converted wavs go into wav.scp
     converted = {}
     for utt, src in todo:
         dst = os.path.join(wav_dir, utt + ".wav")
         if not os.path.exists(dst):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            tmp = dst + ".tmp.wav"
-            proc = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", src,
-                                   "-ac", "1", "-ar", "16000", tmp], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise UserError(f"{src}: ffmpeg failed: {proc.stderr.strip()[:200]}")
-            os.replace(tmp, dst)
+            with atomic_path(dst) as tmp:
+                proc = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i",
+                                       src, "-ac", "1", "-ar", "16000", tmp],
+                                      capture_output=True, text=True)
+                if proc.returncode != 0:
+                    error = " ".join(proc.stderr.split())[:200]
+                    raise UserError(f"{shown(src)}: ffmpeg failed: {error}")
         converted[utt] = dst
     return [(u, converted.get(u, p)) for u, p in utt_paths]
 
@@ -71,12 +219,14 @@ def audio_duration(path):
     try:
         info = sf.info(path)
     except Exception as e:  # soundfile raises several types for bad files
-        raise UserError(f"{path}: unreadable audio ({e})") from None
+        reason = " ".join(str(e).split())
+        raise UserError(f"{shown(path)}: unreadable audio ({reason})") from None
     if info.frames <= 0:
-        raise UserError(f"{path}: empty audio (0 samples)")
+        raise UserError(f"{shown(path)}: empty audio (0 samples)")
     missing = wav_bytes_missing(path)
     if missing > 0:
-        raise UserError(f"{path}: truncated audio ({missing} bytes of the data chunk missing)")
+        raise UserError(f"{shown(path)}: truncated audio ({missing} bytes of the data chunk "
+                        "missing)")
     return info.frames / info.samplerate
 
 
@@ -98,60 +248,119 @@ def wav_bytes_missing(path):
             f.seek(chunk_size + chunk_size % 2, os.SEEK_CUR)
 
 
-def write_data_dir(out_dir, utt_paths):
-    """Write wav.scp, utt2spk, spk2utt, utt2dur for [(utt, path)] into out_dir."""
+# ---------------------------------------------------------------- tables
+
+def data_dir_tables(utt_paths):
+    """{file name: rows} of wav.scp, utt2spk, spk2utt, utt2dur for [(utt, path)]."""
+    wav_scp = [(u, check_root_path(p, what="file")) for u, p in utt_paths]
     utt2spk = [(u, u.split("/")[0]) for u, _ in utt_paths]
     spk2utt = {}
     for utt, spk in utt2spk:
         spk2utt.setdefault(spk, []).append(utt)
     durations = [(u, f"{audio_duration(p):.3f}") for u, p in utt_paths]
-    os.makedirs(out_dir, exist_ok=True)
-    write_table(os.path.join(out_dir, "wav.scp"), [(u, os.path.abspath(p)) for u, p in utt_paths])
-    write_table(os.path.join(out_dir, "utt2spk"), utt2spk)
-    write_table(os.path.join(out_dir, "spk2utt"), sorted(spk2utt.items()))
-    write_table(os.path.join(out_dir, "utt2dur"), durations)
+    return {"wav.scp": wav_scp, "utt2spk": utt2spk, "spk2utt": sorted(spk2utt.items()),
+            "utt2dur": durations}
 
 
-def convert_trials(trials_path, utts, out_path):
-    """VoxCeleb trial list -> Kaldi "enroll test target|nontarget"; every utt must exist."""
+def read_vox_trials(path):
+    """[(lineno, label, enroll, test)] of a VoxCeleb trial list; errors name file:line."""
+    if not os.path.isfile(path):
+        reason = "not a file" if os.path.exists(path) else "no such file"
+        raise UserError(f"{shown(path)}: {reason}")
+    rows = []
+    with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
+        for lineno, line in enumerate(f, 1):
+            where = f"{shown(path)}:{lineno}"
+            fields = line.split()
+            if not fields:
+                continue
+            problem = next((p for p in map(table_name_problem, fields) if p), "")
+            if problem:
+                raise UserError(f"{where}: a field {problem}: {shown(line.strip()[:80])}")
+            if len(fields) != 3:
+                hint = " (a path with whitespace?)" if len(fields) > 3 else ""
+                raise UserError(f"{where}: expected 3 fields '<0|1> <id/vid/utt.wav> "
+                                f"<id/vid/utt.wav>', got {len(fields)}{hint}: "
+                                f"{line.strip()[:80]!r}")
+            if fields[0] not in ("0", "1"):
+                raise UserError(f"{where}: label must be 0 or 1, got {fields[0]!r} (VoxCeleb "
+                                "format: '1 id/vid/utt.wav id/vid/utt.wav')")
+            rows.append((lineno, fields[0], fields[1], fields[2]))
+    if not rows:
+        raise UserError(f"{shown(path)}: no trials")
+    return rows
+
+
+def convert_trials(trials_path, utts, root="the test tree"):
+    """VoxCeleb trial list -> Kaldi rows (enroll, [test, target|nontarget]); all utts known."""
     known = set(utts)
     rows, missing = [], []
-    for lineno, (label, fields) in enumerate(read_table(trials_path, min_fields=3, max_fields=3,
-                                                        allow_duplicates=True), 1):
-        if label not in ("0", "1"):
-            raise UserError(f"{trials_path}: line {lineno}: label must be 0 or 1, got {label!r}")
-        enroll, test = (os.path.splitext(f)[0] for f in fields)
-        for utt in (enroll, test):
-            if utt not in known:
-                missing.append(f"line {lineno}: {utt}")
+    for lineno, label, *paths in read_vox_trials(trials_path):
+        enroll, test = (os.path.splitext(p)[0] for p in paths)
+        missing += [(lineno, utt) for utt in (enroll, test) if utt not in known]
         rows.append((enroll, [test, "target" if label == "1" else "nontarget"]))
     if missing:
-        raise UserError(f"{trials_path}: {len(missing)} trial utterances are not in the test "
-                        f"set, first: {'; '.join(missing[:3])}")
-    if not rows:
-        raise UserError(f"{trials_path}: no trials")
-    write_table(out_path, rows)
-    logging.info("%s: %d trials -> %s", trials_path, len(rows), out_path)
+        lineno, utt = missing[0]
+        raise UserError(f"{shown(trials_path)}:{lineno}: {utt!r} is not in {shown(root)} "
+                        f"({len(missing)} trial utterances missing in all, lines "
+                        f"{', '.join(str(n) for n, _ in missing[:5])}"
+                        f"{', ...' if len(missing) > 5 else ''})")
+    return rows
+
+
+def trial_table_names(trials):
+    """trials/<list name>.kaldi for each list; the names go into shell lists (stage 4)."""
+    names = {}
+    for path in trials:
+        base = os.path.basename(path)
+        name = os.path.splitext(base)[0]
+        check_table_path(path, base, fix="rename it (its name goes into trials/NAME.kaldi)")
+        if not name or name in names:
+            other = f" as {shown(names[name])} does" if name in names else ""
+            raise UserError(f"{shown(path)}: trial list would be written to "
+                            f"trials/{name}.kaldi{other}; give the lists distinct names")
+        names[name] = path
+    return {os.path.join("trials", name + ".kaldi"): path for name, path in names.items()}
+
+
+# ---------------------------------------------------------------- data dirs
+
+def scan_set(root, out_dir, trials=()):
+    """Check one set without reading audio: ([(utt, path)], {trials/NAME.kaldi: rows})."""
+    check_root_path(out_dir, what="data dir", why="stage 1 writes feats.scp paths under it")
+    table_names = trial_table_names(trials)
+    utt_paths = scan_tree(root)
+    utts = [u for u, _ in utt_paths]
+    return utt_paths, {out: convert_trials(path, utts, root) for out, path in table_names.items()}
+
+
+def measure_set(utt_paths, trial_tables, out_dir):
+    """{file in the data dir: rows}, converting .m4a (cached under <data>/wav_m4a/<set>) and
+    reading every file's duration. Writes no data dir."""
+    out_dir = os.path.normpath(os.path.abspath(out_dir))
+    wav_dir = os.path.join(os.path.dirname(out_dir), "wav_m4a", os.path.basename(out_dir))
+    return {**data_dir_tables(convert_m4a(utt_paths, wav_dir)), **trial_tables}
+
+
+def write_set(tables, out_dir):
+    """Write {file: rows} as out_dir through atomic_path: it appears complete or not at all."""
+    with atomic_path(out_dir) as tmp_dir:
+        for name, rows in tables.items():
+            write_table(os.path.join(tmp_dir, name), rows)
+    trials = sorted(name for name in tables if name.startswith("trials"))
+    logging.info("%s: %d utterances%s", out_dir, len(tables["wav.scp"]),
+                 f", trial lists {', '.join(trials)}" if trials else "")
 
 
 def prepare_set(root, out_dir, trials=()):
-    """Build one Kaldi data dir from a tree (plus its trial lists) into out_dir, atomically.
+    """Build one Kaldi data dir from a tree (plus its trial lists) into out_dir, atomically."""
+    prepare_sets([(root, out_dir, trials)])
 
-    Everything goes to out_dir.tmp first and is renamed at the end, so a failure leaves
-    no out_dir that a re-run would take as complete.
-    """
-    tmp_dir = out_dir.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    utt_paths = convert_m4a(scan_tree(root), os.path.join(os.path.dirname(out_dir), "wav_m4a"))
-    try:
-        write_data_dir(tmp_dir, utt_paths)
-        for path in trials:
-            name = os.path.splitext(os.path.basename(path))[0]
-            convert_trials(path, [u for u, _ in utt_paths],
-                           os.path.join(tmp_dir, "trials", name + ".kaldi"))
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp_dir, out_dir)
-    logging.info("%s: %d utterances from %s", out_dir, len(utt_paths), root)
+
+def prepare_sets(sets):
+    """[(root, out_dir, trials)]: every tree and trial list is checked, then every file
+    measured, before any data dir is written."""
+    scanned = [(scan_set(root, out_dir, trials), out_dir) for root, out_dir, trials in sets]
+    measured = [(measure_set(*scan, out_dir), out_dir) for scan, out_dir in scanned]
+    for tables, out_dir in measured:
+        write_set(tables, out_dir)
