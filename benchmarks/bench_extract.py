@@ -43,7 +43,7 @@ from wespeaker_mfcon.bin.export_onnx import add_metadata, export  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
 from wespeaker_mfcon.inference import EmbeddingNet  # noqa: E402
 from wespeaker_mfcon.models import build_model  # noqa: E402
-from wespeaker_mfcon.utils.config import load_config  # noqa: E402
+from wespeaker_mfcon.utils.config import load_train_config  # noqa: E402
 
 CONF_DIR = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf")
 CONFIGS = {"small": "mfa_conformer_small.yaml", "paper": "mfa_conformer.yaml"}
@@ -65,9 +65,9 @@ def interleaved_ms(fns, repeats):
 
 
 def build_net(name):
-    conf = load_config(os.path.join(CONF_DIR, CONFIGS[name]))
+    conf = load_train_config(os.path.join(CONF_DIR, CONFIGS[name]))
     torch.manual_seed(0)
-    model = build_model(conf["model"], conf.get("model_args", {}))
+    model = build_model(conf.model, conf.model_args)
     # non-trivial BatchNorm statistics, so eval-mode BN is not an identity
     gen = torch.Generator().manual_seed(1)
     for m in model.modules():
@@ -104,7 +104,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
         for name in args.configs:
             net, conf = build_net(name)
-            feat_dim = conf.get("model_args", {}).get("input_dim", 80)
+            feat_dim = conf.feat_dim
             n_params = sum(p.numel() for p in net.parameters())
             onnx_path = None
             if not args.no_onnx:

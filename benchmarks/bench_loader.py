@@ -30,6 +30,7 @@ giving the CPU consumption rate (chunks/s) and the workers it needs; and, as an 
 
 import argparse
 import collections
+import dataclasses
 import math
 import os
 import statistics
@@ -46,15 +47,15 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks.common import command_line, finish_report, load_avg, markdown_table  # noqa: E402
-from wespeaker_mfcon.bin.train import build_optimizer, build_parts  # noqa: E402
+from wespeaker_mfcon.training.builders import (build_frontend, build_lr_scheduler,  # noqa: E402
+                                               build_model_with_heads, build_optimizer)
 from wespeaker_mfcon.dataset.augment import Augmentor  # noqa: E402
 from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id  # noqa: E402
 from wespeaker_mfcon.synth.noise import generate_noise_set, make_speech  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
-from wespeaker_mfcon.trainer import EpochRunner  # noqa: E402
-from wespeaker_mfcon.utils.config import load_config  # noqa: E402
+from wespeaker_mfcon.training.loop import EpochRunner, StepOptions  # noqa: E402
+from wespeaker_mfcon.utils.config import load_train_config  # noqa: E402
 from wespeaker_mfcon.utils.file_utils import write_table  # noqa: E402
-from wespeaker_mfcon.utils.lr_schedule import lr_factor  # noqa: E402
 
 CONF = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf", "mfa_conformer_mfcon.yaml")
 SR = 16000
@@ -103,17 +104,18 @@ def measure_step(conf, chunks, labels, batch, steps, threads):
     """ms of EpochRunner.step (fbank + fwd + bwd + Adam) on a raw batch of `batch` chunks."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    conf = dict(conf, data_type="raw", num_classes=max(labels) + 1)
-    trainer, frontend = build_parts(conf, torch.device("cpu"))
-    trainer.train()
+    conf = dataclasses.replace(conf, data_type="raw", num_classes=max(labels) + 1)
+    device = torch.device("cpu")
+    net = build_model_with_heads(conf).to(device)
+    frontend = build_frontend(conf, device)
+    net.train()
     frontend.train()
-    optimizer = build_optimizer(conf, trainer.parameters())
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, 1000, 30000, **conf.get("scheduler_args", {})))
-    runner = EpochRunner(trainer, optimizer, scheduler, None, frontend, None,
-                         torch.device("cpu"), is_main=False)
+    optimizer = build_optimizer(conf, net.parameters())
+    scheduler = build_lr_scheduler(conf, optimizer, steps_per_epoch=1000)
+    runner = EpochRunner(net, optimizer, scheduler, None,
+                         StepOptions(device=device, frontend=frontend, is_main=False))
     # P x K batch: K = utts_per_spk chunks of each label
-    k = conf["dataset_args"]["utts_per_spk"]
+    k = conf.dataset_args.utts_per_spk
     by_label = collections.defaultdict(list)
     for c, l in zip(chunks, labels):
         by_label[l].append(c)
@@ -165,8 +167,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     cmd = command_line("bench_loader.py", argv)
 
-    conf = load_config(CONF)
-    num_frames = conf["dataset_args"]["num_frames"]
+    conf = load_train_config(CONF)
+    num_frames = conf.dataset_args.num_frames
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_avg()}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
           flush=True)

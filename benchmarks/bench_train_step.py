@@ -8,7 +8,7 @@ mean normalization of the fbank batch, forward, AM-softmax cross-entropy (+ lamb
 backward, Adam step, lr-scheduler step. Inputs are random fbank chunks with P x K labels
 (K utterances per speaker, so every SupCon anchor has positives).
 
-For each config and thread count two trainers are built with build_parts() from the same
+For each config and thread count two trainers are built with build_model_with_heads() from the same
 YAML and the same seed, one with mfcon_args.enable false (baseline) and one with it true
 (lambda, tau, blocks from the *_mfcon.yaml). Their steps are interleaved (B, M, M, B, ...)
 so that both see the same machine load; the table gives the median ms/step of each and
@@ -43,11 +43,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks.common import START_LOAD, command_line, contention_note, load_avg, markdown_table  # noqa: E402
-from wespeaker_mfcon.bin.train import build_optimizer, build_parts  # noqa: E402
+from wespeaker_mfcon.training.builders import (build_lr_scheduler,  # noqa: E402
+                                               build_model_with_heads, build_optimizer)
 from wespeaker_mfcon.frontend.fbank import apply_cmn  # noqa: E402
-from wespeaker_mfcon.trainer import EpochRunner  # noqa: E402
-from wespeaker_mfcon.utils.config import load_config  # noqa: E402
-from wespeaker_mfcon.utils.lr_schedule import lr_factor  # noqa: E402
+from wespeaker_mfcon.training.loop import EpochRunner, StepOptions  # noqa: E402
+from wespeaker_mfcon.utils.config import load_train_config  # noqa: E402
 
 CONF_DIR = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf")
 CONFIGS = {  # name -> (baseline yaml, mfcon yaml, default number of classes)
@@ -57,15 +57,12 @@ CONFIGS = {  # name -> (baseline yaml, mfcon yaml, default number of classes)
 
 
 def make_runner(conf, device):
-    trainer, frontend = build_parts(conf, device)
+    trainer = build_model_with_heads(conf).to(device)
     trainer.train()
     optimizer = build_optimizer(conf, trainer.parameters())
-    sched_args = conf.get("scheduler_args", {})
-    steps_per_epoch = 1000
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, steps_per_epoch, steps_per_epoch * int(conf.get("num_epochs", 1)), **sched_args))
-    runner = EpochRunner(trainer, optimizer, scheduler, None, frontend, None, device,
-                         amp_dtype=None, grad_clip=conf.get("grad_clip", 0.0), is_main=False)
+    scheduler = build_lr_scheduler(conf, optimizer, steps_per_epoch=1000)
+    runner = EpochRunner(trainer, optimizer, scheduler, None,
+                         StepOptions(device=device, grad_clip=conf.grad_clip, is_main=False))
     return runner, trainer
 
 
@@ -104,20 +101,20 @@ def count_flops(trainer, feats, labels):
 
 def bench_config(name, args, threads):
     base_yaml, mfcon_yaml, default_classes = CONFIGS[name]
-    base_conf = load_config(os.path.join(CONF_DIR, base_yaml))
-    mf_conf = load_config(os.path.join(CONF_DIR, mfcon_yaml))
-    ds = base_conf["dataset_args"]
+    base_conf = load_train_config(os.path.join(CONF_DIR, base_yaml))
+    mf_conf = load_train_config(os.path.join(CONF_DIR, mfcon_yaml))
+    ds = base_conf.dataset_args
     if name == "paper":
-        P, K = (ds["spk_per_batch"], ds["utts_per_spk"]) if args.full_batch else args.paper_pk
+        P, K = (ds.spk_per_batch, ds.utts_per_spk) if args.full_batch else args.paper_pk
         frames = args.paper_frames
     else:
-        P, K, frames = ds["spk_per_batch"], ds["utts_per_spk"], ds["num_frames"]
+        P, K, frames = ds.spk_per_batch, ds.utts_per_spk, ds.num_frames
     num_classes = args.num_classes or default_classes
     batch = P * K
     for conf in (base_conf, mf_conf):
-        conf["num_classes"] = num_classes
-        conf["data_type"] = "feat"          # random fbank in, no frontend in the step
-    base_conf["mfcon_args"] = {"enable": False}
+        conf.num_classes = num_classes
+        conf.data_type = "feat"             # random fbank in, no frontend in the step
+    base_conf.mfcon_args.enable = False
     device = torch.device("cpu")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -126,7 +123,7 @@ def bench_config(name, args, threads):
     mf_runner, mf_trainer = make_runner(mf_conf, device)
     n_model = sum(p.numel() for p in base_trainer.model.parameters())
     n_heads = sum(p.numel() for p in mf_trainer.mfcon.parameters())
-    feat_dim = base_conf.get("model_args", {}).get("input_dim", 80)
+    feat_dim = base_conf.feat_dim
 
     gen = torch.Generator().manual_seed(1)
     spk = torch.randperm(num_classes, generator=gen)[:P] if num_classes >= P else \

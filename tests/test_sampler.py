@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from wespeaker_mfcon.dataset.sampler import PKBatchSampler, RandomBatchSampler, build_sampler
+from wespeaker_mfcon.utils.config import DatasetArgs
 
 LABELS = [s for s in range(12) for _ in range(3 + s % 4)]  # 12 speakers, 3..6 utts each
 
@@ -64,8 +65,8 @@ def test_speed_index_is_shared_by_a_speaker_within_a_batch():
 def test_random_sampler_has_few_positives_compared_with_pk():
     labels = [s for s in range(100) for _ in range(5)]
     rand = batches(RandomBatchSampler(labels, 20, seed=0))
-    pk = batches(build_sampler(labels, {"sampler": "pk", "spk_per_batch": 5,
-                                        "utts_per_spk": 4}, 0, 0, 1))
+    ds_args = DatasetArgs(sampler="pk", spk_per_batch=5, utts_per_spk=4)
+    pk = batches(build_sampler(labels, ds_args, num_speeds=1, seed=0, rank=0, world_size=1))
 
     def anchors_with_positive(batch):
         counts = collections.Counter(labels[u] for u, _, _ in batch)
@@ -75,7 +76,6 @@ def test_random_sampler_has_few_positives_compared_with_pk():
     assert np.mean([anchors_with_positive(b) for b in rand]) < 0.4
 
 
-def test_unknown_sampler_is_rejected():
-    with pytest.raises(ValueError):
-        build_sampler(LABELS, {"sampler": "nope", "spk_per_batch": 2, "utts_per_spk": 2},
-                      0, 0, 1)
+def test_more_speakers_per_batch_than_the_data_has_is_rejected():
+    with pytest.raises(ValueError, match="spk_per_batch 9 > 6 speakers"):
+        PKBatchSampler([s for s in range(6) for _ in range(3)], 9, 2)

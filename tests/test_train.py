@@ -9,9 +9,9 @@ from conftest import python_env
 from train_utils import make_feats_dir, tiny_config
 from wespeaker_mfcon.bin.average_model import main as average_main
 from wespeaker_mfcon.bin.train import main as train_main
-from wespeaker_mfcon.trainer import EpochRunner
+from wespeaker_mfcon.training.loop import EpochRunner
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
-from wespeaker_mfcon.utils.config import load_config
+from wespeaker_mfcon.utils.config import load_train_config
 from wespeaker_mfcon.utils.errors import UserError
 
 
@@ -37,8 +37,8 @@ def assert_same_state(a, b):
 def test_config_and_checkpoints_are_written(feats_dir, tmp_path):
     conf = tiny_config(str(tmp_path / "c.yaml"))
     run_train(conf, tmp_path / "exp", feats_dir, "--num_epochs", "2")
-    saved = load_config(str(tmp_path / "exp" / "config.yaml"))
-    assert saved["num_classes"] == 6 and saved["num_epochs"] == 2
+    saved = load_train_config(str(tmp_path / "exp" / "config.yaml"))
+    assert saved.num_classes == 6 and saved.num_epochs == 2
     state = load_checkpoint(str(tmp_path / "exp" / "models" / "model_2.pt"))
     assert state["epoch"] == 2 and state["step"] == 2 * 4 and state["mfcon"]
     log = (tmp_path / "exp" / "train.log").read_text()
@@ -112,3 +112,57 @@ def test_two_process_gloo_ddp_keeps_ranks_in_sync(feats_dir, tmp_path):
     assert log.count("ranks in sync") == 2 and "on 2 process(es)" in log
     state = load_checkpoint(str(exp / "models/model_2.pt"))
     assert state["step"] == 2 * 2  # 4 global batches per epoch split over 2 ranks
+
+
+def test_bf16_autocast_on_cpu_trains_with_mfcon_and_keeps_supcon_in_float32(feats_dir, tmp_path):
+    """amp: bf16 runs the autocast path of the step, the heads and the losses on CPU."""
+    from wespeaker_mfcon.losses.mfcon import supcon_loss
+    from wespeaker_mfcon.training.run import TrainingRun
+
+    conf = tiny_config(str(tmp_path / "c.yaml"), amp="bf16")
+    run = TrainingRun(conf, str(tmp_path / "exp"), feats_dir, "cpu", {"num_epochs": 1})
+    seen = {}
+    model, mfcon = run.net.model, run.net.mfcon
+
+    def record_block_dtype(module, inputs, out):
+        seen.setdefault("block", out[1][0].dtype)
+
+    model.register_forward_hook(record_block_dtype)
+    real_supcon = supcon_loss
+
+    def recording_supcon(z, labels, temperature):
+        loss = real_supcon(z, labels, temperature)
+        seen.setdefault("head", z.dtype)
+        seen.setdefault("supcon", loss.dtype)
+        return loss
+
+    import wespeaker_mfcon.losses.mfcon as mfcon_module
+    mfcon_module.supcon_loss = recording_supcon
+    try:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        stats = [run.runner.step(*batch, step) for step, batch in
+                 zip(range(4), iter(run.loader))]
+    finally:
+        mfcon_module.supcon_loss = real_supcon
+    assert seen == {"block": torch.bfloat16, "head": torch.bfloat16, "supcon": torch.float32}
+    assert all(torch.isfinite(s).all() and s[2] > 0 for s in stats)    # loss, L_mfcon finite
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.dtype == torch.float32 for p in mfcon.parameters())   # weights stay fp32
+
+
+def test_supcon_under_bf16_autocast_equals_its_float32_value():
+    from wespeaker_mfcon.losses.mfcon import supcon_loss
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(12, 16, generator=gen).to(torch.bfloat16)
+    labels = torch.arange(12) % 4
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = supcon_loss(z, labels, 0.07)
+    plain = supcon_loss(z.float(), labels, 0.07)
+    assert auto.dtype == torch.float32 and torch.equal(auto, plain)
+
+
+def test_fp16_on_cpu_is_a_clear_error(feats_dir, tmp_path):
+    conf = tiny_config(str(tmp_path / "c.yaml"), amp="fp16")
+    with pytest.raises(UserError, match="amp: fp16 needs a CUDA device"):
+        run_train(conf, tmp_path / "exp", feats_dir)

@@ -15,7 +15,7 @@ from wespeaker_mfcon.synth.noise import generate_noise_set
 from wespeaker_mfcon.dataset.processing import chunk_samples
 from wespeaker_mfcon.dataset.voxceleb import prepare_set
 from wespeaker_mfcon.frontend.fbank import Fbank
-from wespeaker_mfcon.trainer import prepare_batch
+from wespeaker_mfcon.training.loop import prepare_batch
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 from wespeaker_mfcon.utils.file_utils import read_scp
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 from wespeaker_mfcon.frontend.fbank import apply_cmn, fbank
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
-from wespeaker_mfcon.utils.config import load_config
+from wespeaker_mfcon.utils.config import load_train_config
 from wespeaker_mfcon.utils.errors import UserError
 
 
@@ -48,8 +48,8 @@ def find_config(model_path):
 
 def load_embedding_net(checkpoint, config=None):
     """Rebuild the model from the experiment's config.yaml and load weights (eval mode)."""
-    conf = load_config(config or find_config(checkpoint))
-    model = build_model(conf["model"], conf.get("model_args", {}))
+    conf = load_train_config(config or find_config(checkpoint))
+    model = build_model(conf.model, conf.model_args)
     state = load_checkpoint(checkpoint)
     model.load_state_dict(state["model"] if "model" in state else state)
     return EmbeddingNet(model).eval(), conf
@@ -72,7 +72,7 @@ class Embedder:
             self.net, conf = load_embedding_net(model_path, config)
             self.device = torch.device(device)
             self.net.to(self.device)
-            self.num_mel_bins = conf.get("model_args", {}).get("input_dim", 80)
+            self.num_mel_bins = conf.feat_dim
 
     def embed_feats(self, feats):
         """feats: (B, T, F) float32 numpy (same T within the batch) -> (B, E) numpy.

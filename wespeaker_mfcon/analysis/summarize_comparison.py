@@ -33,7 +33,7 @@ import re
 import numpy as np
 
 from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.config import apply_overrides, load_config, parse_overrides
+from wespeaker_mfcon.utils.config import load_train_config, parse_overrides, read_yaml
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
 from wespeaker_mfcon.utils.plotting import plot_block_curves
@@ -82,7 +82,7 @@ def normalize_overrides(text, where):
 
 def read_variants(path, check_configs=True):
     """Variant file -> (list of (name, config, [override tokens]), baseline name)."""
-    data = load_config(path)
+    data = read_yaml(path)
     if not data:
         raise UserError(f"{path}: expected a mapping name -> {{config: ..., overrides: ...}}")
     variants = []
@@ -115,7 +115,7 @@ def read_variants(path, check_configs=True):
                 raise UserError(f"{where}: config {config} not found (paths are relative to the "
                                 f"recipe dir, here {os.getcwd()})")
             try:
-                apply_overrides(load_config(config), parse_overrides(tokens))
+                load_train_config(config, parse_overrides(tokens))
             except UserError as e:
                 raise UserError(f"{where}: {e}") from None
         variants.append((name, config, tokens))

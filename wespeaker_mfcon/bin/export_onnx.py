@@ -50,8 +50,7 @@ def export(net, feat_dim, path, opset):
 def add_metadata(path, conf, embed_dim):
     """Metadata for sherpa-onnx's SpeakerEmbeddingExtractor (wespeaker-style model)."""
     meta = {"framework": "wespeaker", "language": "English", "url": "", "comment":
-            f"wespeaker_mfcon {conf['model']}" + (" + MFCon" if conf.get("mfcon_args", {})
-                                                  .get("enable") else ""),
+            f"wespeaker_mfcon {conf.model}" + (" + MFCon" if conf.mfcon_args.enable else ""),
             "output_dim": str(embed_dim), "sample_rate": "16000",
             "normalize_samples": "0",              # fbank on int16-scale samples
             "feature_normalize_type": "global-mean"}  # per-utterance mean (also in-graph)
@@ -87,7 +86,7 @@ def main(argv=None):
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     net, conf = load_embedding_net(args.checkpoint, os.path.join(args.exp_dir, "config.yaml"))
-    feat_dim = conf.get("model_args", {}).get("input_dim", 80)
+    feat_dim = conf.feat_dim
     tmp = args.output + ".tmp.onnx"
     export(net, feat_dim, tmp, args.opset)
     add_metadata(tmp, conf, net.model.embed_dim)

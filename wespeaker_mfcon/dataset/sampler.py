@@ -7,8 +7,6 @@ randomness (chunk offset, augmentation) from sample_seed, so a resumed run sees 
 same data as an unbroken one regardless of the number of loader workers.
 """
 
-import logging
-
 import numpy as np
 
 
@@ -68,10 +66,8 @@ class PKBatchSampler(_EpochBatchSampler):
 
     def __init__(self, utt_labels, spk_per_batch, utts_per_spk, **kwargs):
         num_spk = len(set(np.asarray(utt_labels).tolist()))
-        if spk_per_batch > num_spk:
-            logging.warning("spk_per_batch %d > %d speakers; using %d", spk_per_batch, num_spk,
-                            num_spk)
-            spk_per_batch = num_spk
+        if spk_per_batch > num_spk:   # the config check (TrainConfig.check_against_data) says so first
+            raise ValueError(f"spk_per_batch {spk_per_batch} > {num_spk} speakers")
         self.P, self.K = spk_per_batch, utts_per_spk
         super().__init__(utt_labels, spk_per_batch * utts_per_spk, **kwargs)
 
@@ -107,14 +103,10 @@ class RandomBatchSampler(_EpochBatchSampler):
                  for j in range(self.batch_size)] for i in range(self.num_global)]
 
 
-def build_sampler(labels, args, seed, rank, world_size):
-    """Sampler from dataset_args: sampler pk|random, spk_per_batch, utts_per_spk, two_crops."""
-    common = dict(seed=seed, rank=rank, world_size=world_size,
-                  two_crops=args.get("two_crops", False),
-                  num_speeds=len(args.get("speeds", [1.0])) if args.get("speed_perturb") else 1)
-    kind = args.get("sampler", "pk")
-    if kind == "pk":
-        return PKBatchSampler(labels, args["spk_per_batch"], args["utts_per_spk"], **common)
-    if kind == "random":
-        return RandomBatchSampler(labels, args["spk_per_batch"] * args["utts_per_spk"], **common)
-    raise ValueError(f"unknown sampler {kind!r} (pk or random)")
+def build_sampler(labels, ds_args, num_speeds, seed, rank, world_size):
+    """The batch sampler of config dataset_args (sampler pk | random, P, K, two_crops)."""
+    common = dict(seed=seed, rank=rank, world_size=world_size, two_crops=ds_args.two_crops,
+                  num_speeds=num_speeds)
+    if ds_args.sampler == "pk":
+        return PKBatchSampler(labels, ds_args.spk_per_batch, ds_args.utts_per_spk, **common)
+    return RandomBatchSampler(labels, ds_args.spk_per_batch * ds_args.utts_per_spk, **common)

@@ -3,13 +3,14 @@
 import math
 
 
-def lr_factor(step, steps_per_epoch, total_steps, warmup_steps=0, decay="step",
-              step_epochs=4, gamma=0.5, final_lr_ratio=0.01):
+def lr_factor(step, steps_per_epoch, total_steps, *, warmup_steps, decay, step_epochs, gamma,
+              final_lr_ratio):
     """Multiplier of the base lr at optimizer step `step` (0-based).
 
     decay="step": multiply by gamma every step_epochs epochs (paper: halve every 4);
     decay="exponential": geometric from 1 to final_lr_ratio over the whole run;
     decay="none": constant after warm-up.
+    The arguments after total_steps are config scheduler_args (defaults: utils/config.py).
     """
     warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
     if decay == "step":

@@ -1,0 +1,112 @@
+"""One optimizer step and one epoch.
+
+  loader batch: chunks (B, T, F) fbank, or (B, N) waveforms for data_type raw; labels (B,)
+  -> prepare_batch: on-the-fly fbank (raw), per-utterance mean normalization, SpecAugment
+  -> ModelWithHeads under autocast (amp bf16/fp16) -> loss -> backward -> optimizer step
+  -> lr schedule step; the margin schedule is set from the global step before the forward.
+
+Checkpoints are the caller's business (run.py): run_epoch calls on_step after every step.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from wespeaker_mfcon.dataset.processing import spec_augment
+from wespeaker_mfcon.frontend.fbank import apply_cmn
+from wespeaker_mfcon.training.model_with_heads import unwrap
+
+
+def prepare_batch(chunks, frontend, spec_aug_args, device):
+    """Loader output -> normalized fbank batch (B, T, F) on device.
+
+    chunks: (B, T, F) fbank, or (B, N) int16-scale waveforms when frontend is given.
+    """
+    chunks = chunks.to(device, non_blocking=True)
+    feats = frontend(chunks) if frontend is not None else chunks
+    feats = apply_cmn(feats)                     # the mean normalization of training
+    if spec_aug_args:
+        feats = spec_augment(feats, **spec_aug_args)
+    return feats
+
+
+@dataclass
+class StepOptions:
+    """How a step runs, beyond the network and its optimizer."""
+    device: torch.device
+    frontend: Optional[nn.Module] = None         # fbank on the fly (data_type raw)
+    spec_aug_args: Optional[dict] = None         # None = no SpecAugment
+    amp_dtype: Optional[torch.dtype] = None      # autocast dtype; None = float32
+    grad_clip: float = 0.0
+    log_interval: int = 50
+    is_main: bool = True                         # rank 0: logs and the progress bar
+
+
+class EpochRunner:
+    """Runs epochs of optimizer steps with logging."""
+
+    def __init__(self, net, optimizer, lr_scheduler, margin_scheduler, options):
+        self.net, self.optimizer = net, optimizer
+        self.lr_scheduler, self.margin_scheduler = lr_scheduler, margin_scheduler
+        self.opts = options
+        use_scaler = options.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    def step(self, chunks, labels, global_step):
+        """One optimizer step; returns [loss, L_cls, L_mfcon, accuracy] as a float tensor."""
+        opts = self.opts
+        if self.margin_scheduler is not None:
+            self.margin_scheduler.step(global_step)
+        feats = prepare_batch(chunks, opts.frontend, opts.spec_aug_args, opts.device)
+        labels = labels.to(opts.device)
+        with torch.autocast(opts.device.type, dtype=opts.amp_dtype or torch.float32,
+                            enabled=opts.amp_dtype is not None):
+            loss, loss_cls, loss_mfcon, logits = self.net(feats, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if opts.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.net.parameters(), opts.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.lr_scheduler.step()
+        acc = (logits.argmax(-1) == labels).float().mean()
+        return torch.stack([loss.detach().float(), loss_cls.float(), loss_mfcon.float(),
+                            acc]).cpu()
+
+    def run_epoch(self, loader, epoch, global_step, on_step=None):
+        """One pass over loader; on_step(global_step) is called after every step.
+        Returns (global_step, mean [loss, L_cls, L_mfcon, accuracy])."""
+        self.net.train()
+        totals, count = torch.zeros(4), 0
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=None if self.opts.is_main else True,
+                   leave=False, mininterval=2.0, dynamic_ncols=True)
+        for chunks, labels in bar:
+            stats = self.step(chunks, labels, global_step)
+            global_step += 1
+            totals, count = totals + stats, count + 1
+            if self.opts.is_main and count % self.opts.log_interval == 0:
+                logging.info("epoch %d step %d %s", epoch, global_step,
+                             self.describe(totals / count))
+            bar.set_postfix(loss=f"{stats[0]:.3f}", acc=f"{stats[3]:.3f}")
+            if on_step is not None:
+                on_step(global_step)
+        return global_step, (totals / max(count, 1))
+
+    def describe(self, mean_stats):
+        loss, loss_cls, loss_mfcon, acc = mean_stats.tolist()
+        margin = self.margin_scheduler.get_margin() if self.margin_scheduler else \
+            getattr(unwrap(self.net).projection, "margin", 0.0)
+        lr = self.optimizer.param_groups[0]["lr"]
+        return (f"loss {loss:.4f} cls {loss_cls:.4f} mfcon {loss_mfcon:.4f} acc {acc:.4f} "
+                f"lr {lr:.3e} margin {float(margin):.3f}")

@@ -1,0 +1,143 @@
+"""TrainingRun: one process of stage 2, from the config to the checkpoints.
+
+  config + overrides --validate--> TrainConfig --> exp/NAME/config.yaml, spk2id
+  builders --> ModelWithHeads, loader, optimizer, schedules --> resume from the newest checkpoint
+  for each epoch: EpochRunner.run_epoch (mid-epoch checkpoints every save_interval_steps)
+                  --> replica check --> models/model_<epoch>.pt
+"""
+
+import logging
+import os
+
+import numpy as np
+import torch
+
+from wespeaker_mfcon.dataset.dataset import load_spk2id
+from wespeaker_mfcon.training import builders, distributed
+from wespeaker_mfcon.training.checkpointing import Position, resume_latest, save_state
+from wespeaker_mfcon.training.loop import EpochRunner, StepOptions
+from wespeaker_mfcon.utils import checkpoint as ckpt
+from wespeaker_mfcon.utils.config import load_train_config, save_config
+from wespeaker_mfcon.utils.file_utils import write_table
+
+
+def resolve_config(config_path, overrides, train_data):
+    """The validated config completed with what the training data decides; and spk2id."""
+    conf = load_train_config(config_path, overrides)
+    spk2id = load_spk2id(train_data)
+    conf.check_against_data(len(spk2id), f"{train_data}/utt2spk")
+    conf.num_classes = conf.classes_for(len(spk2id))
+    conf.train_data = os.path.abspath(train_data)
+    return conf, spk2id
+
+
+def train(config, exp_dir, train_data, device="cpu", overrides=None):
+    """Train into exp_dir (resuming if it holds checkpoints); rank 0 logs to exp_dir/train.log."""
+    handler = None
+    if int(os.environ.get("RANK", 0)) == 0:
+        os.makedirs(exp_dir, exist_ok=True)
+        handler = _file_handler(os.path.join(exp_dir, "train.log"))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+    try:
+        TrainingRun(config, exp_dir, train_data, device, overrides or {}).fit()
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+class TrainingRun:
+    """Everything one process trains with, built from the resolved config."""
+
+    def __init__(self, config, exp_dir, train_data, device, overrides):
+        self.rank, self.world, self.device = distributed.init_distributed(device)
+        self.is_main = self.rank == 0
+        self.conf, spk2id = resolve_config(config, overrides, train_data)
+        conf = self.conf
+        torch.manual_seed(conf.seed)
+        np.random.seed(conf.seed)
+        self.models_dir = os.path.join(exp_dir, "models")
+        if self.is_main:
+            os.makedirs(self.models_dir, exist_ok=True)
+            save_config(conf, os.path.join(exp_dir, "config.yaml"))
+            write_table(os.path.join(exp_dir, "spk2id"), sorted(spk2id.items()))
+        self.net = builders.build_model_with_heads(conf).to(self.device)
+        frontend = builders.build_frontend(conf, self.device)
+        self.loader, self.sampler = builders.build_loader(conf, train_data, spk2id, self.rank,
+                                                          self.world)
+        self.steps_per_epoch = self.sampler.num_global // self.world
+        self.optimizer = builders.build_optimizer(conf, self.net.parameters())
+        self.lr_scheduler = builders.build_lr_scheduler(conf, self.optimizer,
+                                                        self.steps_per_epoch)
+        margin_scheduler = builders.build_margin_scheduler(conf, self.net.projection,
+                                                           self.steps_per_epoch)
+        self.position = self.resume()
+        if self.world > 1:
+            self.net = distributed.wrap_ddp(self.net, self.device)
+        ds = conf.dataset_args
+        options = StepOptions(
+            device=self.device, frontend=frontend,
+            spec_aug_args=vars(ds.spec_aug_args) if ds.spec_aug else None,
+            amp_dtype=builders.amp_dtype(conf, self.device), grad_clip=conf.grad_clip,
+            log_interval=conf.log_batch_interval, is_main=self.is_main)
+        self.runner = EpochRunner(self.net, self.optimizer, self.lr_scheduler, margin_scheduler,
+                                  options)
+
+    def resume(self):
+        """Load the newest checkpoint if there is one; returns where training stands."""
+        position, path = resume_latest(self.models_dir, self.steps_per_epoch, self.net,
+                                       self.optimizer, self.lr_scheduler, self.device)
+        if self.is_main:
+            if path:
+                logging.info("resumed from %s (epoch %d, batch %d, step %d)", path,
+                             position.epoch, position.batch_in_epoch, position.step)
+            n_params = sum(p.numel() for p in self.net.model.parameters())
+            logging.info("model %s: %.2f M parameters; %d classes; %d steps/epoch on %d "
+                         "process(es)%s", self.conf.model, n_params / 1e6,
+                         self.conf.num_classes, self.steps_per_epoch, self.world,
+                         f"; amp {self.conf.amp}" if self.conf.amp != "none" else "")
+        return position
+
+    def save(self, name, position):
+        save_state(self.models_dir, name, self.net, self.optimizer, self.lr_scheduler, position)
+
+    def fit(self):
+        start = self.position
+        global_step = start.step
+        for epoch in range(start.epoch, self.conf.num_epochs):
+            batch_in_epoch = start.batch_in_epoch if epoch == start.epoch else 0
+            self.sampler.set_epoch(epoch, batch_in_epoch)
+            on_step = self._mid_epoch_saver(epoch, epoch_start_step=global_step - batch_in_epoch)
+            global_step, stats = self.runner.run_epoch(self.loader, epoch + 1, global_step,
+                                                       on_step)
+            self.end_epoch(epoch + 1, global_step, stats)
+        distributed.finish(self.world)
+
+    def _mid_epoch_saver(self, epoch, epoch_start_step):
+        """on_step callback: a step_<N>.pt every save_interval_steps (rank 0, not at epoch end)."""
+        every = self.conf.save_interval_steps
+
+        def on_step(step):
+            in_epoch = step - epoch_start_step
+            if self.is_main and every and step % every == 0 and in_epoch < self.steps_per_epoch:
+                self.save(f"step_{step}.pt", Position(epoch, in_epoch, step))
+                ckpt.remove_older_step_checkpoints(self.models_dir, step)
+        return on_step
+
+    def end_epoch(self, epoch, global_step, stats):
+        """Check replicas agree, write model_<epoch>.pt, log the epoch line."""
+        checksum = (distributed.check_ranks_in_sync(self.net, self.world)
+                    if self.world > 1 else None)
+        if not self.is_main:
+            return
+        self.save(f"model_{epoch}.pt", Position(epoch, 0, global_step))
+        ckpt.remove_older_step_checkpoints(self.models_dir, global_step + 1)
+        sync = f" ranks in sync (checksum {checksum:.6f})" if checksum is not None else ""
+        logging.info("epoch %d done: %s%s", epoch, self.runner.describe(stats), sync)
+
+
+def _file_handler(path):
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    return handler
