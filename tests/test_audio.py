@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wespeaker_mfcon.utils.audio import load_wav
+from wespeaker_mfcon.utils.audio import audio_info, load_wav, resample
 from wespeaker_mfcon.utils.errors import UserError
 
 
@@ -47,6 +47,35 @@ def test_multichannel_takes_first_with_warning(tmp_path, caplog):
     assert any("stereo.wav" in r.getMessage() and "channel" in r.getMessage()
                for r in caplog.records)
     assert np.array_equal(y, left)
+
+
+def test_resample_rates_and_round_trip():
+    x = _tone(16000, 1.0, freq=300)
+    assert resample(x, 16000, 16000) is x
+    for target in (8000, 22050, 44100):
+        y = resample(x, 16000, target)
+        assert y.dtype == np.float32 and len(y) == -(-len(x) * target // 16000)
+        spec = np.abs(np.fft.rfft(y))
+        assert abs(np.argmax(spec) * target / len(y) - 300) <= 1
+    # down and up again: a tone well below the new Nyquist comes back (edges aside)
+    back = resample(resample(x, 16000, 8000), 8000, 16000)
+    assert np.abs(back - x)[500:-500].max() < 1e-2
+
+
+def test_segment_read_and_warn_flag(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((8000, 2))).astype(np.float32)
+    p = tmp_path / "seg8k.wav"
+    sf.write(p, x, 8000, subtype="FLOAT")
+    assert audio_info(str(p)) == (8000, 8000, 2)
+    with caplog.at_level(logging.WARNING):
+        seg = load_wav(str(p), 16000, start=1000, stop=3000, warn=False)
+    assert not caplog.records
+    # channel 0 of the native frames 1000:3000, then the one resampler
+    assert np.array_equal(seg, resample(x[1000:3000, 0], 8000, 16000)) and len(seg) == 4000
+    assert np.array_equal(load_wav(str(p), 8000, start=7000), x[7000:, 0])
+    with pytest.raises(UserError, match="seg8k.wav.*no samples in frames 9000"):
+        load_wav(str(p), 8000, start=9000)
 
 
 def _bad(tmp_path, name, content, why=""):

@@ -3,9 +3,10 @@
 #
 #   tools/make_fbank.sh [--nj 4] [--python python] <data_dir>
 #
-# Splits <data_dir>/wav.scp into nj parts, runs wespeaker_mfcon.bin.compute_fbank on each in
-# the background (logs: <data_dir>/log/fbank.JOB.log, arks: <data_dir>/fbank/), waits, and
+# Splits <data_dir>/wav.scp into nj parts, runs wespeaker_mfcon.bin.compute_fbank on each with
+# tools/run_jobs.sh (logs: <data_dir>/log/fbank.JOB.log, arks: <data_dir>/fbank/), and
 # merges the parts into <data_dir>/feats.scp and <data_dir>/utt2num_frames, sorted by key.
+# Warnings in the logs (resampled or down-mixed files, ...) are counted and shown on stderr.
 # feats.scp is written last, atomically: a failed run leaves none. Re-running is cheap: if
 # feats.scp exists and covers every utterance of wav.scp, nothing is done.
 set -euo pipefail
@@ -76,28 +77,13 @@ for j in $(seq 1 "$nj"); do split_scps+=("$fbankdir/wav.$j.scp"); done
 "$python" "$tools_dir/split_scp.py" "$data/wav.scp" "${split_scps[@]}"
 
 echo "$0: computing fbank for $num_utts utterances of $data in $nj jobs (logs: $logdir)"
-pids=()
-for j in $(seq 1 "$nj"); do
-  cmd=("$python" -m wespeaker_mfcon.bin.compute_fbank --wav_scp "$fbankdir/wav.$j.scp"
-       --ark "$fbankdir/raw_fbank.$j.ark" --scp "$fbankdir/raw_fbank.$j.scp"
-       --utt2num_frames "$fbankdir/utt2num_frames.$j" --num_mel_bins "$num_mel_bins"
-       --batch_size "$batch_size" --num_threads 1)
-  log=$logdir/fbank.$j.log
-  { echo "# ${cmd[*]}"; echo "# started at $(date)"; } > "$log"
-  ( export OMP_NUM_THREADS=1; "${cmd[@]}" >> "$log" 2>&1 ) &
-  pids+=($!)
-done
-
-failed=()
-for j in $(seq 1 "$nj"); do
-  if ! wait "${pids[$((j - 1))]}"; then failed+=("$j"); fi
-done
-if [ ${#failed[@]} -gt 0 ]; then
-  for j in "${failed[@]}"; do
-    log=$logdir/fbank.$j.log
-    echo "$0: error: job $j of $nj failed, see $log; its last lines:" >&2
-    tail -n 4 "$log" | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 4 | sed 's/^/    /' >&2
-  done
+# run_jobs.sh reports the warnings of all jobs, then the tail of each failed job's log
+if ! "$tools_dir/run_jobs.sh" JOB=1:"$nj" "$logdir/fbank.JOB.log" \
+    "$python" -m wespeaker_mfcon.bin.compute_fbank --wav_scp "$fbankdir/wav.JOB.scp" \
+    --ark "$fbankdir/raw_fbank.JOB.ark" --scp "$fbankdir/raw_fbank.JOB.scp" \
+    --utt2num_frames "$fbankdir/utt2num_frames.JOB" --num_mel_bins "$num_mel_bins" \
+    --batch_size "$batch_size" --num_threads 1; then
+  echo "$0: error: fbank extraction failed, no feats.scp written" >&2
   exit 1
 fi
 

@@ -2,13 +2,13 @@
 
 All waveforms are 1-D float32 numpy arrays at 16 kHz (the `sample_rate` of the Augmentor).
 
-* :func:`add_noise`    additive noise at an exact speech-to-noise ratio
 * :func:`add_reverb`   convolution with a room impulse response, aligned on the direct path
 * :func:`speed_perturb` Kaldi/sox-style speed change (duration scales by 1/factor, pitch moves)
 * :class:`Augmentor`   picks one of {reverb, noise, music, babble} per chunk with probability
   ``aug_prob``, reading MUSAN / RIRS_NOISES style lists lazily with a bounded per-worker cache.
-* :func:`speed_perturb_utt2spk` / :func:`parse_speed_id` data-level speed perturbation in which
-  each perturbed copy is a new speaker (``sp0.9-<spk>``), as WeSpeaker and Kaldi do.
+
+Audio is read with :func:`wespeaker_mfcon.utils.audio.load_wav` (channel 0, resampled to
+``sample_rate``, one warning per file); speed perturbation uses its ``resample``.
 
 Noise list (``noise_scp``) lines are ``key path [type]``; the type (noise, music, speech/babble)
 is the third column when present, otherwise the prefix of the key before the first ``-``
@@ -20,13 +20,13 @@ RIR list (``rir_scp``) lines are ``key path``.
 import logging
 import math
 import os
-import re
 from collections import OrderedDict
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import fftconvolve, resample_poly
+from scipy.signal import fftconvolve
 
+from wespeaker_mfcon.utils.audio import audio_info, load_wav, resample
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_table
 
@@ -86,21 +86,6 @@ def _noise_gain(speech_power, noise_power, snr_db):
     return math.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
 
 
-def add_noise(speech, noise, snr_db, rng):
-    """Mix `noise` into `speech` so that power(speech) / power(scaled noise) = `snr_db` dB.
-
-    The noise is cropped at a random offset (or looped from a random start when shorter) to the
-    speech length; both powers are measured on the arrays as mixed. A silent speech or noise
-    segment leaves the speech unchanged. Returns float32 of the speech's length.
-    """
-    speech = _as_wave(speech, "speech")
-    if speech.size == 0:
-        return speech.copy()
-    seg = fit_length(noise, speech.shape[0], rng)
-    gain = _noise_gain(_power(speech), _power(seg), float(snr_db))
-    return (speech.astype(np.float64) + gain * seg).astype(np.float32)
-
-
 def add_reverb(speech, rir):
     """Convolve `speech` with `rir`, keeping the length, time alignment and energy.
 
@@ -142,61 +127,8 @@ def speed_perturb(wave, factor):
     frac = _ratio(factor)
     if frac == 1 or wave.size == 0:
         return wave.copy()
-    # new length = n * up / down = n / factor
-    up, down = frac.denominator, frac.numerator
-    return resample_poly(wave.astype(np.float64), up, down).astype(np.float32)
-
-
-def resample(wave, orig_sr, target_sr):
-    """Polyphase resampling between integer sample rates."""
-    wave = _as_wave(wave)
-    if orig_sr == target_sr or wave.size == 0:
-        return wave
-    g = math.gcd(int(orig_sr), int(target_sr))
-    return resample_poly(wave.astype(np.float64), target_sr // g, orig_sr // g).astype(np.float32)
-
-
-# --------------------------------------------------------------------- data-level speed perturb
-
-_SPEED_RE = re.compile(r"^sp(\d+(?:\.\d+)?)-(.+)$")
-
-
-def _factor_str(factor):
-    return f"{float(factor):g}"
-
-
-def speed_id(name, factor):
-    """'sp0.9-<name>' for factor 0.9; the name itself for factor 1.0 (Kaldi convention)."""
-    if float(factor) == 1.0:
-        return name
-    return f"sp{_factor_str(factor)}-{name}"
-
-
-def parse_speed_id(utt):
-    """Map 'sp0.9-<utt>' back to (0.9, '<utt>'); an id without the prefix gives (1.0, utt)."""
-    m = _SPEED_RE.match(utt)
-    if not m:
-        return 1.0, utt
-    return float(m.group(1)), m.group(2)
-
-
-def speed_perturb_utt2spk(utt2spk, factors=(0.9, 1.0, 1.1)):
-    """Expand an utt2spk dict with speed-perturbed copies.
-
-    For every factor f != 1 each utterance gets a copy 'spf-<utt>' whose speaker is 'spf-<spk>':
-    a perturbed voice counts as a new speaker (WeSpeaker/Kaldi style, tripling the classes for
-    the default factors). Factor 1.0 keeps the original ids. Order: factors, then input order.
-    """
-    out = {}
-    for f in factors:
-        _ratio(f)
-        for utt, spk in utt2spk.items():
-            new = speed_id(utt, f)
-            if new in out:
-                raise UserError(f"speed perturbation: id {new!r} produced twice "
-                                f"(duplicate factor {f} or an id that already has an sp prefix)")
-            out[new] = speed_id(spk, f)
-    return out
+    # n samples played `factor` = p/q times faster: resample from rate p to rate q
+    return resample(wave, frac.numerator, frac.denominator)
 
 
 # ------------------------------------------------------------------------------- list reading
@@ -275,7 +207,7 @@ class Augmentor:
     See ``DEFAULT_CONFIG`` for the keys. Lists are validated here (files must exist); audio is
     read on first use and kept in a per-worker LRU cache of at most ``cache_mb`` MB. Noise files
     longer than ``max_cache_seconds`` are never loaded whole: a random segment of the needed
-    length is read with soundfile start/stop. Unreadable, empty or silent audio raises UserError
+    length is read with load_wav start/stop. Unreadable, empty or silent audio raises UserError
     naming the file and its list line.
     """
 
@@ -334,16 +266,14 @@ class Augmentor:
         self.last_type = None
         self._cache = _ArrayCache(float(conf["cache_mb"]) * 2 ** 20)
         self._info = {}
-
-    @property
-    def enabled(self):
-        return self.aug_prob > 0 and bool(self.types)
+        self._warned = set()
 
     # DataLoader workers get a pickled copy: start each with an empty cache
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_cache"] = _ArrayCache(self._cache.max_bytes)
         state["_info"] = {}
+        state["_warned"] = set()
         return state
 
     def __repr__(self):
@@ -353,32 +283,23 @@ class Augmentor:
 
     # ------------------------------------------------------------------ audio access
     def _audio_info(self, path, where):
+        """(frames, sample_rate) of a listed file; errors name the list line."""
         info = self._info.get(path)
         if info is None:
-            import soundfile as sf
             try:
-                i = sf.info(path)
-            except Exception as e:  # libsndfile errors, permission errors, ...
-                raise UserError(f"{path} (listed at {where}): cannot read audio: {e}") from None
-            if i.frames <= 0:
-                raise UserError(f"{path} (listed at {where}): empty audio file")
-            info = (int(i.frames), int(i.samplerate))
+                info = audio_info(path)[:2]
+            except UserError as e:
+                raise UserError(f"{where}: {e}") from None
             self._info[path] = info
         return info
 
     def _read(self, path, where, start=0, stop=None):
-        import soundfile as sf
+        """Frames start:stop (at the file's rate) as float32 at sample_rate, via load_wav."""
         try:
-            data, sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-        except Exception as e:
-            raise UserError(f"{path} (listed at {where}): cannot read audio: {e}") from None
-        if data.shape[0] == 0:
-            raise UserError(f"{path} (listed at {where}): empty or truncated audio file")
-        wave = np.ascontiguousarray(data[:, 0])
-        if not np.all(np.isfinite(wave)):
-            raise UserError(f"{path} (listed at {where}): audio contains NaN/Inf")
-        if sr != self.sample_rate:
-            wave = resample(wave, sr, self.sample_rate)
+            wave = load_wav(path, self.sample_rate, start, stop, warn=path not in self._warned)
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
+        self._warned.add(path)             # channel/rate warnings: once per file and worker
         return wave
 
     def _load_full(self, path, where):
@@ -387,7 +308,7 @@ class Augmentor:
             self._audio_info(path, where)
             wave = self._read(path, where)
             if not np.any(wave):
-                raise UserError(f"{path} (listed at {where}): audio is silent (all zeros)")
+                raise UserError(f"{where}: {path}: audio is silent (all zeros)")
             self._cache.put(path, wave)
         return wave
 

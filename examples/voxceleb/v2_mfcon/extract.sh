@@ -3,6 +3,8 @@
 #   bash extract.sh --model exp/E/models/avg_model.pt --wav_scp my_wavs.scp --out_dir emb/ --nj 2
 #   bash extract.sh --model exp/E/models/avg_model.onnx --wav_scp my_wavs.scp --out_dir emb/
 # Writes OUT/xvector.ark and OUT/xvector.scp (kaldiio). wav.scp lines are "utt /path/to.wav".
+# Job logs are OUT/log/extract.N.log; run_jobs.sh prints how many warnings they hold (e.g.
+# resampled or down-mixed wavs), the first few, and which logs hold them.
 . ./path.sh || exit 1
 set -euo pipefail
 
