@@ -6,11 +6,9 @@
 
 import argparse
 import logging
-import os
 
-import torch
-
-from wespeaker_mfcon.utils.checkpoint import average_state_dicts, epoch_checkpoints
+from wespeaker_mfcon.utils.checkpoint import (average_state_dicts, epoch_checkpoints,
+                                              save_checkpoint)
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.errors import UserError
 
@@ -28,9 +26,7 @@ def main(argv=None):
     chosen = found[-args.num:]
     logging.info("averaging epochs %s", [e for e, _ in chosen])
     state = average_state_dicts([p for _, p in chosen])
-    tmp = args.dst + ".tmp"
-    torch.save({"model": state, "epochs": [e for e, _ in chosen]}, tmp)
-    os.replace(tmp, args.dst)
+    save_checkpoint({"model": state, "epochs": [e for e, _ in chosen]}, args.dst)
 
 
 if __name__ == "__main__":

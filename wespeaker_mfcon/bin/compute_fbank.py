@@ -28,7 +28,7 @@ from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank, num_frames, pa
 from wespeaker_mfcon.utils.audio import load_wav
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.file_utils import atomic_write, read_scp, write_table
+from wespeaker_mfcon.utils.file_utils import atomic_path, read_scp, write_table
 
 logger = logging.getLogger("compute_fbank")
 
@@ -144,11 +144,6 @@ class FbankComputer:
                 np.zeros((0, self.opts["num_mel_bins"]), dtype=np.float32) for o in outs]
 
 
-def _tmp_name(path):
-    d, b = os.path.split(os.path.abspath(path))
-    return os.path.join(d, f".tmp{os.getpid()}_{b}")
-
-
 def _remove(*paths):
     for p in paths:
         if os.path.lexists(p):
@@ -158,60 +153,59 @@ def _remove(*paths):
 def compute(args):
     entries = read_wav_scp(args.wav_scp)
     computer = FbankComputer(args)
-    for p in (args.ark, args.scp, args.utt2num_frames):
-        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
     # An earlier run's outputs must not survive a failure of this one.
     _remove(args.scp, args.utt2num_frames, args.ark)
-    tmp_ark, tmp_scp = _tmp_name(args.ark), _tmp_name(args.scp)
-    lengths = []
-    try:
-        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer, \
-                tqdm(total=len(entries), desc="fbank", unit="utt", disable=args.no_progress,
-                     mininterval=5.0, file=sys.stderr) as bar:
-            # Group utterances so each fbank call sees about batch_size pieces.
-            group, group_frames = [], 0
-            budget = computer.batch_size * computer.max_frames
-            for n, entry in enumerate(entries):
-                utt, path, lineno = entry
-                try:
-                    wav = load_wav(path, args.sample_rate)
-                except UserError as e:
-                    raise UserError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {e}") from None
-                nf = num_frames(len(wav), **computer.frame_opts,
-                                snip_edges=computer.opts["snip_edges"])
-                if nf == 0:
-                    raise UserError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {path}: "
-                                    f"{len(wav)} samples is too short for one fbank frame")
-                group.append((utt, wav, nf))
-                group_frames += nf
-                if group_frames >= budget or n == len(entries) - 1:
-                    feats = computer([w for _, w, _ in group])
-                    for (u, _, nf_u), f in zip(group, feats):
-                        if f.shape != (nf_u, args.num_mel_bins):
-                            raise RuntimeError(f"{u}: got shape {f.shape}, expected "
-                                               f"{(nf_u, args.num_mel_bins)}")
-                        if not np.isfinite(f).all():
-                            raise UserError(f"utterance {u!r}: features hold NaN or Inf")
-                        writer(u, f)
-                        lengths.append((u, nf_u))
-                    bar.update(len(group))
-                    group, group_frames = [], 0
+    with atomic_path(args.scp) as tmp_scp:      # renamed last: marks a complete job
+        with atomic_path(args.ark) as tmp_ark:
+            with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+                lengths = write_features(entries, computer, writer, args)
         # kaldiio wrote the temporary ark name into the scp: point it at the final name.
-        rows = []
         with open(tmp_scp, encoding="utf-8") as f:
-            for line in f:
-                utt, loc = line.rstrip("\n").split(" ", 1)
-                rows.append((utt, f"{args.ark}:{loc.rsplit(':', 1)[1]}"))
-        os.replace(tmp_ark, args.ark)
+            rows = [(utt, f"{args.ark}:{loc.rsplit(':', 1)[1]}")
+                    for utt, loc in (line.rstrip("\n").split(" ", 1) for line in f)]
         write_table(args.utt2num_frames, lengths)
-        with atomic_write(args.scp) as f:  # last: its presence marks a complete job
-            for utt, loc in rows:
-                f.write(f"{utt} {loc}\n")
-    finally:
-        _remove(tmp_ark, tmp_scp)
+        write_table(tmp_scp, rows)
     total = sum(n for _, n in lengths)
     logger.info("wrote %d utterances, %d frames (%.1f h) to %s", len(lengths), total,
                 total * args.frame_shift_ms / 3.6e6, args.scp)
+
+
+def write_features(entries, computer, writer, args):
+    """Read, fbank and write every entry, in groups of about batch_size pieces per fbank call.
+    Returns [(utt, num_frames)]."""
+    lengths, group, group_frames = [], [], 0
+    budget = computer.batch_size * computer.max_frames
+    with tqdm(total=len(entries), desc="fbank", unit="utt", disable=args.no_progress,
+              mininterval=5.0, file=sys.stderr) as bar:
+        for n, (utt, path, lineno) in enumerate(entries):
+            wav, nf = read_entry(utt, path, lineno, computer, args)
+            group.append((utt, wav, nf))
+            group_frames += nf
+            if group_frames >= budget or n == len(entries) - 1:
+                for (u, _, nf_u), f in zip(group, computer([w for _, w, _ in group])):
+                    if f.shape != (nf_u, args.num_mel_bins):
+                        raise RuntimeError(f"{u}: got shape {f.shape}, expected "
+                                           f"{(nf_u, args.num_mel_bins)}")
+                    if not np.isfinite(f).all():
+                        raise UserError(f"utterance {u!r}: features hold NaN or Inf")
+                    writer(u, f)
+                    lengths.append((u, nf_u))
+                bar.update(len(group))
+                group, group_frames = [], 0
+    return lengths
+
+
+def read_entry(utt, path, lineno, computer, args):
+    """(waveform, number of fbank frames) of one wav.scp entry; errors name its line."""
+    try:
+        wav = load_wav(path, args.sample_rate)
+    except UserError as e:
+        raise UserError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {e}") from None
+    nf = num_frames(len(wav), **computer.frame_opts, snip_edges=computer.opts["snip_edges"])
+    if nf == 0:
+        raise UserError(f"{args.wav_scp}:{lineno}: utterance {utt!r}: {path}: "
+                        f"{len(wav)} samples is too short for one fbank frame")
+    return wav, nf
 
 
 def main(argv=None):

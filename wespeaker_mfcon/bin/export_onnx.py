@@ -21,6 +21,7 @@ import torch
 from wespeaker_mfcon.inference import MIN_FRAMES, load_embedding_net
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_path
 
 
 def get_args(argv=None):
@@ -87,15 +88,10 @@ def main(argv=None):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     net, conf = load_embedding_net(args.checkpoint, os.path.join(args.exp_dir, "config.yaml"))
     feat_dim = conf.feat_dim
-    tmp = args.output + ".tmp.onnx"
-    export(net, feat_dim, tmp, args.opset)
-    add_metadata(tmp, conf, net.model.embed_dim)
-    try:
+    with atomic_path(args.output) as tmp:       # a failed check leaves no .onnx behind
+        export(net, feat_dim, tmp, args.opset)
+        add_metadata(tmp, conf, net.model.embed_dim)
         check_against_torch(net, tmp, feat_dim, args.check_lengths, args.tol)
-    except BaseException:
-        os.remove(tmp)
-        raise
-    os.replace(tmp, args.output)
     logging.info("exported %s", args.output)
 
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from wespeaker_mfcon.inference import Embedder
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.file_utils import read_scp
+from wespeaker_mfcon.utils.file_utils import atomic_path, read_scp
 
 
 def get_args(argv=None):
@@ -76,6 +76,19 @@ def extract(embedder, items, batch_size):
     return embeds
 
 
+def write_embeddings(ark, scp, utts, embeds):
+    """kaldiio ark + scp, each complete or absent; the scp, which points into the ark, last."""
+    with atomic_path(scp) as tmp_scp:
+        with atomic_path(ark) as tmp_ark:
+            with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+                for utt, emb in zip(utts, embeds):
+                    writer(utt, emb.astype(np.float32))
+        with open(tmp_scp, encoding="utf-8") as f:
+            lines = f.read().replace(f"{tmp_ark}:", f"{ark}:")
+        with open(tmp_scp, "w", encoding="utf-8") as f:
+            f.write(lines)
+
+
 def main(argv=None):
     args = get_args(argv)
     device = args.device
@@ -90,15 +103,7 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     ark, scp = (os.path.abspath(os.path.join(args.out_dir, f"{args.name}.{e}"))
                 for e in ("ark", "scp"))
-    with kaldiio.WriteHelper(f"ark,scp:{ark}.tmp,{scp}.tmp") as writer:
-        for (utt, _), emb in zip(items, embeds):
-            writer(utt, emb.astype(np.float32))
-    with open(f"{scp}.tmp", encoding="utf-8") as f:
-        lines = f.read().replace(f"{ark}.tmp:", f"{ark}:")
-    os.replace(f"{ark}.tmp", ark)
-    with open(f"{scp}.tmp", "w", encoding="utf-8") as f:
-        f.write(lines)
-    os.replace(f"{scp}.tmp", scp)
+    write_embeddings(ark, scp, [utt for utt, _ in items], embeds)
     logging.info("%d embeddings (dim %d) -> %s", len(items), len(embeds[0]), scp)
 
 

@@ -11,14 +11,13 @@ import re
 import torch
 
 from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_path
 
 
 def save_checkpoint(state, path):
-    """torch.save to a temp file, then rename: a killed save never leaves a partial file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save through atomic_path: a killed save never leaves a partial file."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path, map_location="cpu"):
