@@ -10,6 +10,7 @@ if [ $# -lt 3 ] || [[ ! "$1" =~ ^JOB=1:([1-9][0-9]*)$ ]]; then
 fi
 nj=${BASH_REMATCH[1]}; log_pattern=$2; shift 2
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+prog=$(basename "$0")
 pids=(); logs=()
 for j in $(seq 1 "$nj"); do
   log=${log_pattern//JOB/$j}
@@ -24,10 +25,10 @@ failed=()
 for j in $(seq 1 "$nj"); do
   wait "${pids[$((j - 1))]}" || failed+=("$j")
 done
-"$tools_dir/report_job_warnings.sh" --name "$(basename "$0")" "${logs[@]}"
+"$tools_dir/report_job_warnings.sh" --name "$prog" "${logs[@]}"
 for j in ${failed[@]+"${failed[@]}"}; do
   log=${logs[$((j - 1))]}
-  echo "$0: error: job $j of $nj failed, see $log; its last lines:" >&2
+  echo "$prog: error: job $j of $nj failed, see $log; its last lines:" >&2
   tr '\r' '\n' < "$log" | grep -v '^[[:space:]]*$' | tail -n 4 | sed 's/^/    /' >&2
 done
 [ ${#failed[@]} -eq 0 ]
