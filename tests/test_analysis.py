@@ -323,7 +323,7 @@ def test_list_variants(tmp_path, monkeypatch, capsys):
     for text, match in [
         (f"a/b: {{config: {conf}}}\n", "names may hold"),
         ("a: {config: missing.yaml}\n", "not found"),
-        (f"a: {{config: {conf}, overrides: '--nokey 1'}}\n", "unknown config key"),
+        (f"a: {{config: {conf}, overrides: '--nokey 1'}}\n", "override --nokey: unknown key"),
         (f"a: {{config: {conf}, overrides: '--seed'}}\n", "needs a value"),
         (f"a: {{config: {conf}, overides: '--seed 2'}}\n", "unknown keys"),
         (f"a: {{config: {conf}, overrides: '--seed 2 | x'}}\n", "shell characters"),

@@ -204,8 +204,8 @@ def main(argv=None):
     feats = ScpFeats(args.feats_scp, utts)
     log.info("%d utterances, %d trials, %d blocks", len(utts), len(labels),
              len(getattr(model, "block_dims", [])))
-    res = block_eer(model, feats, enroll, test, labels, args.p_target, args.batch_size,
-                    args.device)
+    res = block_eer(model, feats, enroll, test, labels, p_targets=args.p_target,
+                    batch_size=args.batch_size, device=args.device)
     result = {"trials": trial_name(args.trials), "checkpoint": checkpoint, **res}
     with atomic_write(out_path) as f:
         json.dump(result, f, indent=2)

@@ -94,8 +94,8 @@ def main(argv=None):
     all_scores = np.concatenate([x[4] for x in loaded])
     all_ei = np.concatenate([x[6] for x in loaded])
     all_ti = np.concatenate([x[7] for x in loaded])
-    normed = score_norm(all_scores, all_ei, all_ti, emb, cohort, method,
-                        top_n if top_n is not None else len(speakers))
+    normed = score_norm(all_scores, all_ei, all_ti, emb, cohort, method=method,
+                        top_n=top_n if top_n is not None else len(speakers))
     log.info("%s of %d trials in %.2f s", method, len(all_scores), time.time() - t0)
     start = 0
     for path, out, enroll, test, scores, labels, _, _ in loaded:

@@ -184,7 +184,7 @@ def _check_lengths(waveform, lengths, snip_edges):
     return lengths
 
 
-def _fbank_core(waveform, window, mel, length, shift, padded, dither, preemphasis,
+def _fbank_core(waveform, window, mel, *, length, shift, padded, dither, preemphasis,
                 remove_dc_offset, snip_edges, generator, use_energy=False, energy_floor=0.0,
                 lengths=None):
     device_type = waveform.device.type
@@ -192,9 +192,11 @@ def _fbank_core(waveform, window, mel, length, shift, padded, dither, preemphasi
         # Mel energies reach ~1e14: fp16 overflows and bf16 costs ~1e-2 in the log. The front
         # end always runs in the input's (float32) precision, even inside an autocast region.
         with torch.autocast(device_type, enabled=False):
-            return _fbank_core(waveform, window, mel, length, shift, padded, dither, preemphasis,
-                               remove_dc_offset, snip_edges, generator, use_energy, energy_floor,
-                               lengths)
+            return _fbank_core(waveform, window, mel, length=length, shift=shift,
+                               padded=padded, dither=dither, preemphasis=preemphasis,
+                               remove_dc_offset=remove_dc_offset, snip_edges=snip_edges,
+                               generator=generator, use_energy=use_energy,
+                               energy_floor=energy_floor, lengths=lengths)
     if waveform.shape[-1] < (length if snip_edges else shift - shift // 2):  # no frames
         return waveform.new_zeros(waveform.shape[:-1] + (0, mel.shape[1] + int(use_energy)))
     frames = _extract_frames(waveform, length, shift, snip_edges,
@@ -250,8 +252,11 @@ def fbank(waveform, sample_rate=_D["sample_rate"], num_mel_bins=_D["num_mel_bins
     window = window_function(length, window_type).to(waveform.device, waveform.dtype)
     mel = mel_banks(num_mel_bins, sample_rate, padded, low_freq, high_freq).to(waveform.device,
                                                                                waveform.dtype)
-    return _fbank_core(waveform, window, mel, length, shift, padded, dither, preemphasis,
-                       remove_dc_offset, snip_edges, generator, use_energy, energy_floor, lengths)
+    return _fbank_core(waveform, window, mel, length=length, shift=shift, padded=padded,
+                       dither=dither, preemphasis=preemphasis,
+                       remove_dc_offset=remove_dc_offset, snip_edges=snip_edges,
+                       generator=generator, use_energy=use_energy, energy_floor=energy_floor,
+                       lengths=lengths)
 
 
 class Fbank(nn.Module):
@@ -283,7 +288,7 @@ class Fbank(nn.Module):
         self.register_buffer("window", window_function(self.length, window_type,
                                                        dtype=torch.float32), persistent=False)
         self.register_buffer("mel_banks", mel_banks(num_mel_bins, sample_rate, self.padded,
-                                                    low_freq, high_freq, torch.float32),
+                                                    low_freq, high_freq, dtype=torch.float32),
                              persistent=False)
 
     def num_frames(self, num_samples):
@@ -293,10 +298,12 @@ class Fbank(nn.Module):
     def forward(self, waveform, generator=None, lengths=None):
         dither = self.dither if self.training else 0.0
         return _fbank_core(waveform, self.window.to(waveform.dtype),
-                           self.mel_banks.to(waveform.dtype), self.length, self.shift,
-                           self.padded, dither, self.preemphasis, self.remove_dc_offset,
-                           self.snip_edges, generator, self.use_energy, self.energy_floor,
-                           lengths)
+                           self.mel_banks.to(waveform.dtype), length=self.length,
+                           shift=self.shift, padded=self.padded, dither=dither,
+                           preemphasis=self.preemphasis, remove_dc_offset=self.remove_dc_offset,
+                           snip_edges=self.snip_edges, generator=generator,
+                           use_energy=self.use_energy, energy_floor=self.energy_floor,
+                           lengths=lengths)
 
 
 def apply_cmn(feats):

@@ -34,8 +34,9 @@ class MFAConformer(nn.Module):
         self.subsampling = Conv2dSubsampling(input_dim, output_size, subsampling)
         self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
         self.blocks = nn.ModuleList([
-            ConformerBlock(output_size, attention_heads, linear_units, cnn_module_kernel,
-                           dropout_rate, attention_dropout_rate)
+            ConformerBlock(d_model=output_size, n_head=attention_heads, d_ff=linear_units,
+                           kernel_size=cnn_module_kernel, dropout_rate=dropout_rate,
+                           attention_dropout_rate=attention_dropout_rate)
             for _ in range(num_blocks)
         ])
         cat_dim = output_size * num_blocks

@@ -70,8 +70,9 @@ def build_loader(conf, data_dir, spk2id, rank, world_size):
     if conf.data_type == "raw" and ds_args.aug_args is not None:
         from wespeaker_mfcon.dataset.augment import Augmentor
         augmentor = Augmentor(resolve_data_paths(asdict(ds_args.aug_args), data_dir))
-    dataset = SpeakerChunkDataset(data_dir, spk2id, ds_args.num_frames, conf.data_type,
-                                  augmentor, conf.speeds)
+    dataset = SpeakerChunkDataset(data_dir, spk2id, num_frames=ds_args.num_frames,
+                                  data_type=conf.data_type, augmentor=augmentor,
+                                  speeds=conf.speeds)
     sampler = build_sampler(dataset.labels, ds_args, num_speeds=len(conf.speeds),
                             seed=conf.seed, rank=rank, world_size=world_size)
     loader_args = conf.dataloader_args

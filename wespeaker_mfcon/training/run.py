@@ -86,8 +86,9 @@ class TrainingRun:
 
     def resume(self):
         """Load the newest checkpoint if there is one; returns where training stands."""
-        position, path = resume_latest(self.models_dir, self.steps_per_epoch, self.net,
-                                       self.optimizer, self.lr_scheduler, self.device)
+        position, path = resume_latest(self.models_dir, self.steps_per_epoch, net=self.net,
+                                       optimizer=self.optimizer,
+                                       lr_scheduler=self.lr_scheduler, device=self.device)
         if self.is_main:
             if path:
                 logging.info("resumed from %s (epoch %d, batch %d, step %d)", path,
@@ -100,7 +101,8 @@ class TrainingRun:
         return position
 
     def save(self, name, position):
-        save_state(self.models_dir, name, self.net, self.optimizer, self.lr_scheduler, position)
+        save_state(self.models_dir, name, net=self.net, optimizer=self.optimizer,
+                   lr_scheduler=self.lr_scheduler, position=position)
 
     def fit(self):
         start = self.position
