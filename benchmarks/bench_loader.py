@@ -182,7 +182,7 @@ def main(argv=None):
         augmentor = Augmentor({"aug_prob": args.aug_prob, "noise_scp": noise_scp,
                                "rir_scp": rir_scp})
         spk2id = load_spk2id(data_dir)
-        dataset = SpeakerChunkDataset(data_dir, spk2id, num_frames, data_type="raw",
+        dataset = SpeakerChunkDataset(data_dir, spk2id, num_frames=num_frames, data_type="raw",
                                       augmentor=augmentor, speeds=SPEEDS)
         print(f"{augmentor!r}", flush=True)
 

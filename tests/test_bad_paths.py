@@ -13,7 +13,7 @@ import pytest
 
 from conftest import python_env, write_tree
 from wespeaker_mfcon.bin import prepare_aug_lists
-from wespeaker_mfcon.dataset.voxceleb import prepare_set, prepare_sets, scan_tree, shown
+from wespeaker_mfcon.dataset.voxceleb import prepare_sets, scan_tree, shown
 from wespeaker_mfcon.utils.errors import UserError
 
 GOOD = "id10000/vid0/00001.wav"
@@ -38,7 +38,7 @@ def add_copy(root, rel):
 
 def refused(root, out, trials=(), match=""):
     with pytest.raises(UserError, match=match) as err:
-        prepare_set(str(root), str(out), trials=[str(t) for t in trials])
+        prepare_sets([(str(root), str(out), [str(t) for t in trials])])
     assert not os.path.exists(out), "a refused set must leave no data dir"
     message = str(err.value)
     assert "\n" not in message and "\r" not in message
@@ -146,7 +146,7 @@ def test_trial_lists_need_distinct_names_without_whitespace(tree, tmp_path):
                       match="whitespace")
     assert str(tmp_path / "my t.txt") in message
     (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + good.replace("\n", "\r\n").encode())
-    prepare_set(str(tree), str(tmp_path / "test"), trials=[str(tmp_path / "bom.txt")])
+    prepare_sets([(str(tree), str(tmp_path / "test"), [str(tmp_path / "bom.txt")])])
     assert open(tmp_path / "test" / "trials" / "bom.kaldi").read() == \
         "id10000/vid0/00001 id10001/vid0/00001 target\n"
 

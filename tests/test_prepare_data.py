@@ -6,9 +6,9 @@ import pytest
 
 from conftest import python_env, write_tree
 from wespeaker_mfcon.bin.prepare_data import main as prepare_main
-from wespeaker_mfcon.dataset.voxceleb import prepare_set, scan_tree
+from wespeaker_mfcon.dataset.voxceleb import prepare_sets, scan_tree
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.file_utils import read_lists, read_scp, read_table
+from wespeaker_mfcon.utils.file_utils import read_scp, read_table
 
 
 def test_prepares_train_and_test_dirs_with_kaldi_trials(vox_tree, tmp_path):
@@ -19,7 +19,7 @@ def test_prepares_train_and_test_dirs_with_kaldi_trials(vox_tree, tmp_path):
     wav = read_scp(data / "test" / "wav.scp")
     assert sorted(wav) == sorted(r[:-4] for r in rels)
     assert read_scp(data / "train" / "utt2spk")["id10001/vid1/00002"] == "id10001"
-    assert len(read_lists(data / "train" / "spk2utt")["id10002"]) == 4
+    assert len(dict(read_table(data / "train" / "spk2utt"))["id10002"]) == 4
     assert float(read_scp(data / "test" / "utt2dur")["id10000/vid0/00001"]) == pytest.approx(1.0)
     kaldi = [l.split() for l in open(data / "test" / "trials" / "trials.kaldi")]
     assert len(kaldi) == n
@@ -43,7 +43,7 @@ def test_bad_audio_names_the_file_and_leaves_nothing(tmp_path, content, match):
     bad.write_bytes(content)
     out = tmp_path / "data" / "train"
     with pytest.raises(UserError, match=match) as err:
-        prepare_set(str(root), str(out))
+        prepare_sets([(str(root), str(out), ())])
     assert "00009.wav" in str(err.value)
     assert not out.exists() and not (tmp_path / "data" / "train.tmp").exists()
 
@@ -54,7 +54,7 @@ def test_truncated_wav_is_detected(tmp_path):
     path = root / "id10000" / "vid0" / "00001.wav"
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(UserError, match="truncated"):
-        prepare_set(str(root), str(tmp_path / "out"))
+        prepare_sets([(str(root), str(tmp_path / "out"), ())])
 
 
 def test_trial_naming_a_missing_file_fails_with_its_line(vox_tree, tmp_path):
@@ -62,7 +62,7 @@ def test_trial_naming_a_missing_file_fails_with_its_line(vox_tree, tmp_path):
     with open(trials, "a") as f:
         f.write("1 id10000/vid0/00001.wav id19999/nope/00001.wav\n")
     with pytest.raises(UserError, match=r"id19999/nope/00001"):
-        prepare_set(root, str(tmp_path / "test"), trials=[trials])
+        prepare_sets([(root, str(tmp_path / "test"), [trials])])
     assert not (tmp_path / "test").exists()
 
 
@@ -71,7 +71,7 @@ def test_rerun_replaces_a_previous_dir_completely(vox_tree, tmp_path):
     out = tmp_path / "test"
     out.mkdir()
     (out / "stale").write_text("x")
-    prepare_set(root, str(out), trials=[trials])
+    prepare_sets([(root, str(out), [trials])])
     assert not (out / "stale").exists() and (out / "wav.scp").exists()
 
 
@@ -81,7 +81,7 @@ def test_m4a_without_ffmpeg_says_so(tmp_path):
     (root / "id00001" / "v").mkdir(parents=True)
     (root / "id00001" / "v" / "00001.m4a").write_bytes(b"\0" * 100)
     with pytest.raises(UserError, match="ffmpeg is not installed"):
-        prepare_set(str(root), str(tmp_path / "train"))
+        prepare_sets([(str(root), str(tmp_path / "train"), ())])
 
 
 def test_duplicate_ids_in_a_table_name_the_line(tmp_path):

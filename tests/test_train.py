@@ -52,6 +52,17 @@ def test_resume_after_a_stop_equals_an_unbroken_run(feats_dir, tmp_path):
     run_train(conf, tmp_path / "broken", feats_dir, "--num_epochs", "2")
     assert_same_state(model_params(str(tmp_path / "straight/models/model_2.pt")),
                       model_params(str(tmp_path / "broken/models/model_2.pt")))
+    # the same check from the command line, and its failure on different checkpoints
+    tool = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools",
+                        "compare_checkpoints.py")
+    same = subprocess.run([sys.executable, tool, str(tmp_path / "straight/models/model_2.pt"),
+                           str(tmp_path / "broken/models/model_2.pt")],
+                          capture_output=True, text=True, env=python_env())
+    assert same.returncode == 0 and "bit-identical" in same.stdout and ", step 8" in same.stdout
+    other = subprocess.run([sys.executable, tool, str(tmp_path / "straight/models/model_2.pt"),
+                            str(tmp_path / "broken/models/model_1.pt")],
+                           capture_output=True, text=True, env=python_env())
+    assert other.returncode == 1 and "differs (max |diff|" in other.stderr
 
 
 def test_killed_mid_epoch_resumes_to_the_same_parameters(feats_dir, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from wespeaker_mfcon.bin.train import main as train_main
 from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id
 from wespeaker_mfcon.synth.noise import generate_noise_set
 from wespeaker_mfcon.dataset.processing import chunk_samples
-from wespeaker_mfcon.dataset.voxceleb import prepare_set
+from wespeaker_mfcon.dataset.voxceleb import prepare_sets
 from wespeaker_mfcon.frontend.fbank import Fbank
 from wespeaker_mfcon.training.loop import prepare_batch
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
@@ -24,7 +24,7 @@ from wespeaker_mfcon.utils.file_utils import read_scp
 def raw_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("raw")
     write_tree(str(root / "wav"), speakers=4, videos=2, utts=2, seconds=1.2)
-    prepare_set(str(root / "wav"), str(root / "data" / "train"))
+    prepare_sets([(str(root / "wav"), str(root / "data" / "train"), ())])
     generate_noise_set(str(root / "data" / "aug"), num_per_type=1, num_rirs=2, duration=2.0)
     return root / "data" / "train"
 
@@ -52,7 +52,8 @@ def test_raw_chunk_gives_the_same_fbank_as_stage_1(raw_data, tmp_path):
 
 def test_speed_perturbed_samples_are_new_speakers(raw_data):
     spk2id = load_spk2id(str(raw_data))
-    dataset = SpeakerChunkDataset(str(raw_data), spk2id, 60, "raw", speeds=[1.0, 0.9, 1.1])
+    dataset = SpeakerChunkDataset(str(raw_data), spk2id, num_frames=60, data_type="raw",
+                                  speeds=[1.0, 0.9, 1.1])
     base, slow, fast = (dataset[(0, 7, sp)] for sp in range(3))
     assert base[1] == dataset.labels[0]
     assert slow[1] == base[1] + 4 and fast[1] == base[1] + 8

@@ -27,28 +27,15 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from wespeaker_mfcon.utils.audio import audio_info, load_wav, resample
+from wespeaker_mfcon.utils.config import AUG_TYPES, aug_args_from
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_table
 
 logger = logging.getLogger(__name__)
 
 NOISE_TYPES = ("noise", "music", "babble")
-AUG_TYPES = ("reverb",) + NOISE_TYPES
 # names accepted in a noise list (key prefix or third column) -> augmentation type
 _TYPE_ALIASES = {"noise": "noise", "music": "music", "speech": "babble", "babble": "babble"}
-
-DEFAULT_CONFIG = {
-    "aug_prob": 0.6,
-    "noise_scp": None,
-    "rir_scp": None,
-    # SNR ranges in dB (uniform); babble: the SNR of each of the summed talkers
-    "noise_snr": {"noise": [0, 15], "music": [5, 15], "babble": [13, 20]},
-    "babble_speakers": [3, 7],
-    "aug_types": None,            # restrict to a subset of AUG_TYPES; None = all configured
-    "sample_rate": 16000,
-    "cache_mb": 256,              # per-worker cache of decoded noise/RIR arrays
-    "max_cache_seconds": 60.0,    # longer noise files are read as random segments, not cached
-}
 
 _EPS = 1e-20
 
@@ -204,7 +191,7 @@ class Augmentor:
     unchanged with probability ``1 - aug_prob``, otherwise one augmentation type drawn uniformly
     from those the lists provide (reverb needs ``rir_scp``; noise/music/babble need entries of
     that type in ``noise_scp``). All randomness comes from `rng`, so a seed reproduces a run.
-    See ``DEFAULT_CONFIG`` for the keys. Lists are validated here (files must exist); audio is
+    `config` is config.AugArgs or a mapping of its keys (the defaults are there). Lists are validated here (files must exist); audio is
     read on first use and kept in a per-worker LRU cache of at most ``cache_mb`` MB. Noise files
     longer than ``max_cache_seconds`` are never loaded whole: a random segment of the needed
     length is read with load_wav start/stop. Unreadable, empty or silent audio raises UserError
@@ -212,48 +199,18 @@ class Augmentor:
     """
 
     def __init__(self, config=None):
-        conf = dict(DEFAULT_CONFIG)
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(DEFAULT_CONFIG))
-        if unknown:
-            logger.warning("augmentation config: ignoring unknown keys %s", unknown)
-        conf.update({k: v for k, v in config.items() if k in DEFAULT_CONFIG})
-        snr = dict(DEFAULT_CONFIG["noise_snr"])
-        snr.update(config.get("noise_snr") or {})
-        conf["noise_snr"] = snr
-        self.config = conf
-
-        self.aug_prob = float(conf["aug_prob"])
-        if not 0.0 <= self.aug_prob <= 1.0:
-            raise UserError(f"augmentation config: aug_prob must be in [0, 1], got {self.aug_prob}")
-        self.sample_rate = int(conf["sample_rate"])
-        self.snr = {}
-        for t in NOISE_TYPES:
-            rng_ = snr.get(t)
-            if (not isinstance(rng_, (list, tuple)) or len(rng_) != 2
-                    or float(rng_[0]) > float(rng_[1])):
-                raise UserError(f"augmentation config: noise_snr.{t} must be [low, high] dB, "
-                                f"got {rng_!r}")
-            self.snr[t] = (float(rng_[0]), float(rng_[1]))
-        bs = conf["babble_speakers"]
-        if (not isinstance(bs, (list, tuple)) or len(bs) != 2 or int(bs[0]) < 1
-                or int(bs[0]) > int(bs[1])):
-            raise UserError(f"augmentation config: babble_speakers must be [min, max] >= 1, "
-                            f"got {bs!r}")
-        self.babble_speakers = (int(bs[0]), int(bs[1]))
-        self.max_cache_seconds = float(conf["max_cache_seconds"])
-
-        self.rirs = _read_list(conf["rir_scp"], "rir") if conf["rir_scp"] else []
-        noises = _read_list(conf["noise_scp"], "noise") if conf["noise_scp"] else []
+        args = aug_args_from(config or {})
+        self.aug_prob, self.sample_rate = args.aug_prob, args.sample_rate
+        self.snr = {t: tuple(getattr(args.noise_snr, t)) for t in NOISE_TYPES}
+        self.babble_speakers = tuple(args.babble_speakers)
+        self.max_cache_seconds = args.max_cache_seconds
+        self.rirs = _read_list(args.rir_scp, "rir") if args.rir_scp else []
+        noises = _read_list(args.noise_scp, "noise") if args.noise_scp else []
         self.noises = {t: [e for e in noises if e[2] == t] for t in NOISE_TYPES}
 
         available = (["reverb"] if self.rirs else []) + [t for t in NOISE_TYPES if self.noises[t]]
-        wanted = conf["aug_types"]
+        wanted = args.aug_types
         if wanted is not None:
-            bad = [t for t in wanted if t not in AUG_TYPES]
-            if bad:
-                raise UserError(f"augmentation config: unknown aug_types {bad} "
-                                f"(choose from {list(AUG_TYPES)})")
             missing = [t for t in wanted if t not in available]
             if missing:
                 raise UserError(f"augmentation config: aug_types {missing} requested but the "
@@ -264,7 +221,7 @@ class Augmentor:
             logger.warning("augmentation: aug_prob=%g but no noise_scp/rir_scp given; "
                            "chunks pass through unchanged", self.aug_prob)
         self.last_type = None
-        self._cache = _ArrayCache(float(conf["cache_mb"]) * 2 ** 20)
+        self._cache = _ArrayCache(args.cache_mb * 2 ** 20)
         self._info = {}
         self._warned = set()
 

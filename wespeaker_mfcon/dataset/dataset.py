@@ -25,7 +25,7 @@ def load_spk2id(data_dir):
 
 
 class SpeakerChunkDataset(Dataset):
-    def __init__(self, data_dir, spk2id, num_frames, data_type="feat", augmentor=None,
+    def __init__(self, data_dir, spk2id, *, num_frames, data_type="feat", augmentor=None,
                  speeds=(1.0,)):
         if data_type not in ("feat", "raw"):
             raise UserError(f"data_type must be 'feat' or 'raw', got {data_type!r}")
@@ -45,6 +45,7 @@ class SpeakerChunkDataset(Dataset):
         self.num_spk = len(spk2id)
         self.num_frames, self.data_type = num_frames, data_type
         self.augmentor, self.speeds = augmentor, list(speeds)
+        self._warned = set()   # files already warned about (stereo, other rate), per worker
 
     def __len__(self):
         return len(self.utts)
@@ -72,7 +73,9 @@ class SpeakerChunkDataset(Dataset):
         from wespeaker_mfcon.utils.audio import load_wav
 
         need = chunk_samples(self.num_frames)
-        wave = load_wav(self.paths[utt_idx])
+        path = self.paths[utt_idx]
+        wave = load_wav(path, warn=path not in self._warned)
+        self._warned.add(path)
         if speed != 1.0:
             wave = speed_perturb(random_chunk(wave, int(np.ceil(need * speed)) + 1, rng), speed)
         wave = random_chunk(wave, need, rng)

@@ -16,8 +16,7 @@ import shutil
 import subprocess
 import unicodedata
 
-import soundfile as sf
-
+from wespeaker_mfcon.utils.audio import audio_info
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path, write_table
 
@@ -217,35 +216,10 @@ def convert_m4a(utt_paths, wav_dir):
 def audio_duration(path):
     """Duration in seconds, with a UserError naming the file if it is not usable audio."""
     try:
-        info = sf.info(path)
-    except Exception as e:  # soundfile raises several types for bad files
-        reason = " ".join(str(e).split())
-        raise UserError(f"{shown(path)}: unreadable audio ({reason})") from None
-    if info.frames <= 0:
-        raise UserError(f"{shown(path)}: empty audio (0 samples)")
-    missing = wav_bytes_missing(path)
-    if missing > 0:
-        raise UserError(f"{shown(path)}: truncated audio ({missing} bytes of the data chunk "
-                        "missing)")
-    return info.frames / info.samplerate
-
-
-def wav_bytes_missing(path):
-    """For a RIFF/WAVE file, how many bytes its data chunk header promises beyond the file end."""
-    if not path.lower().endswith(".wav"):
-        return 0
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        if f.read(12)[8:12] != b"WAVE":
-            return 0
-        while True:
-            header = f.read(8)
-            if len(header) < 8:
-                return 0
-            chunk_size = int.from_bytes(header[4:8], "little")
-            if header[:4] == b"data":
-                return max(0, f.tell() + chunk_size - size)
-            f.seek(chunk_size + chunk_size % 2, os.SEEK_CUR)
+        frames, sample_rate, _ = audio_info(path)
+    except UserError as e:
+        raise UserError(str(e).replace(path, shown(path), 1)) from None
+    return frames / sample_rate
 
 
 # ---------------------------------------------------------------- tables
@@ -350,11 +324,6 @@ def write_set(tables, out_dir):
     trials = sorted(name for name in tables if name.startswith("trials"))
     logging.info("%s: %d utterances%s", out_dir, len(tables["wav.scp"]),
                  f", trial lists {', '.join(trials)}" if trials else "")
-
-
-def prepare_set(root, out_dir, trials=()):
-    """Build one Kaldi data dir from a tree (plus its trial lists) into out_dir, atomically."""
-    prepare_sets([(root, out_dir, trials)])
 
 
 def prepare_sets(sets):

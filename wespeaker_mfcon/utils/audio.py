@@ -31,7 +31,7 @@ def audio_info(path):
     try:
         info = sf.info(path)
     except (sf.SoundFileError, RuntimeError, ValueError, OSError) as e:
-        raise UserError(f"{path}: cannot read audio: {e}") from None
+        raise UserError(f"{path}: unreadable audio ({_reason(e, path)})") from None
     m = _SHORT_DATA.search(info.extra_info or "")
     if m and int(m.group(2)) < int(m.group(1)):
         raise UserError(f"{path}: truncated audio file (data chunk says {m.group(1)} bytes, "
@@ -39,6 +39,11 @@ def audio_info(path):
     if info.frames <= 0:
         raise UserError(f"{path}: audio file holds no samples")
     return int(info.frames), int(info.samplerate), int(info.channels)
+
+
+def _reason(error, path):
+    """libsndfile's message on one line, without the path it repeats."""
+    return " ".join(str(error).replace(f"'{path}'", "the file").split())
 
 
 def resample(wave, orig_sr, target_sr):
@@ -68,7 +73,7 @@ def load_wav(path, target_sr=16000, start=0, stop=None, warn=True):
     try:
         data, sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError, OSError) as e:
-        raise UserError(f"{path}: cannot read audio: {e}") from None
+        raise UserError(f"{path}: unreadable audio ({_reason(e, path)})") from None
     if data.shape[0] == 0:
         raise UserError(f"{path}: audio file holds no samples"
                         + ("" if start == 0 and stop is None else f" in frames {start}:{stop}"))

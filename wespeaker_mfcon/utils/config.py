@@ -556,6 +556,18 @@ def validate(raw):
     return conf
 
 
+def aug_args_from(values, key="aug_args"):
+    """AugArgs from a mapping (or AugArgs), keys, types and ranges checked; for Augmentor."""
+    if isinstance(values, AugArgs):
+        return values
+    args = _from_dict(AugArgs, values, key)
+    try:
+        _check_ranges(args, None)
+    except ConfigError as e:
+        raise UserError(f"{key}.{e}") from None
+    return args
+
+
 def read_yaml(path):
     """A YAML mapping from a file, with one-line errors for missing or malformed files."""
     try:

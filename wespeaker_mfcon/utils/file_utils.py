@@ -45,11 +45,6 @@ def read_scp(path):
     return table
 
 
-def read_lists(path):
-    """Read "key v1 v2 ..." (spk2utt) into a dict key -> list."""
-    return {key: fields for key, fields in read_table(path, min_fields=2)}
-
-
 @contextmanager
 def atomic_path(path):
     """Yield a temporary name beside `path` (same extension); on success rename it to `path`.

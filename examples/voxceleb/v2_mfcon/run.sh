@@ -46,8 +46,8 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     echo "$0: give all of --train_root, --test_root and --trials, or none (mini corpus)" >&2
     exit 1
   fi
-  python -m wespeaker_mfcon.bin.prepare_data --train_root ${train_root} \
-    --test_root ${test_root} --trials ${trials} --data ${data}
+  python -m wespeaker_mfcon.bin.prepare_data --train_root "${train_root}" \
+    --test_root "${test_root}" --trials ${trials} --data "${data}"
   if [ -n "${musan_root}${rir_root}" ]; then
     python -m wespeaker_mfcon.bin.prepare_aug_lists ${musan_root:+--musan_root ${musan_root}} \
       ${rir_root:+--rir_root ${rir_root}} --out_dir ${data}/aug
