@@ -7,8 +7,8 @@
 # tools/run_jobs.sh (logs: <data_dir>/log/fbank.JOB.log, arks: <data_dir>/fbank/), and
 # merges the parts into <data_dir>/feats.scp and <data_dir>/utt2num_frames, sorted by key.
 # Warnings in the logs (resampled or down-mixed files, ...) are counted and shown on stderr.
-# feats.scp is written last, atomically: a failed run leaves none. Re-running is cheap: if
-# feats.scp exists and covers every utterance of wav.scp, nothing is done.
+# feats.scp is written last, atomically (tools/merge_tables.py): a failed run leaves none.
+# Re-running is cheap: if feats.scp exists and covers every utterance of wav.scp, nothing is done.
 set -euo pipefail
 
 nj=4
@@ -59,9 +59,6 @@ fi
 
 fbankdir=$data/fbank
 logdir=$data/log
-tmp_feats=$data/.feats.scp.tmp$$
-tmp_frames=$data/.utt2num_frames.tmp$$
-trap 'rm -f "$tmp_feats" "$tmp_frames"' EXIT
 # Nothing from an earlier (possibly failed or differently split) run may survive.
 rm -f "$data/feats.scp" "$data/utt2num_frames"
 mkdir -p "$fbankdir" "$logdir"
@@ -87,16 +84,14 @@ if ! "$tools_dir/run_jobs.sh" JOB=1:"$nj" "$logdir/fbank.JOB.log" \
   exit 1
 fi
 
-for j in $(seq 1 "$nj"); do cat "$fbankdir/utt2num_frames.$j"; done | LC_ALL=C sort -k1,1 \
-  > "$tmp_frames"
-for j in $(seq 1 "$nj"); do cat "$fbankdir/raw_fbank.$j.scp"; done | LC_ALL=C sort -k1,1 \
-  > "$tmp_feats"
-got=$(wc -l < "$tmp_feats")
-if [ "$got" -ne "$num_utts" ]; then
-  echo "$0: error: jobs wrote $got feature entries for $num_utts utterances" >&2
-  exit 1
-fi
+frame_parts=(); scp_parts=()
+for j in $(seq 1 "$nj"); do
+  frame_parts+=("$fbankdir/utt2num_frames.$j"); scp_parts+=("$fbankdir/raw_fbank.$j.scp")
+done
+"$python" "$tools_dir/merge_tables.py" --sort --expect "$num_utts" "$data/utt2num_frames" \
+  "${frame_parts[@]}"
+# feats.scp last: its presence marks the stage complete
+"$python" "$tools_dir/merge_tables.py" --sort --expect "$num_utts" "$data/feats.scp" \
+  "${scp_parts[@]}"
 rm -f "${split_scps[@]}"
-mv "$tmp_frames" "$data/utt2num_frames"
-mv "$tmp_feats" "$data/feats.scp"  # last: marks the stage complete
 echo "$0: wrote $data/feats.scp ($num_utts utterances)"

@@ -39,6 +39,7 @@ device_args=""
 tools/run_jobs.sh JOB=1:$nj "$out_dir/log/extract.JOB.log" \
   python -m wespeaker_mfcon.bin.extract --model "$model" --$kind "$split_dir/$kind.JOB" \
   --out_dir "$out_dir" --name xvector.JOB --batch_size "$batch_size" --job JOB $device_args
-for j in $(seq 1 "$nj"); do cat "$out_dir/xvector.$j.scp"; done > "$out_dir/.xvector.scp.tmp"
-mv "$out_dir/.xvector.scp.tmp" "$out_dir/xvector.scp"   # last: marks extraction complete
+xvector_parts=(); for j in $(seq 1 "$nj"); do xvector_parts+=("$out_dir/xvector.$j.scp"); done
+# written atomically and last: marks extraction complete
+python tools/merge_tables.py --expect "$num" "$out_dir/xvector.scp" "${xvector_parts[@]}"
 echo "$0: $(wc -l < "$out_dir/xvector.scp") embeddings in $out_dir/xvector.scp"
