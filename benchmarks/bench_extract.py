@@ -8,7 +8,7 @@ For each config (small = conf/mfa_conformer_small.yaml, paper = conf/mfa_conform
 the ONNX file use it) is built with random weights and put in eval mode (BatchNorm running
 statistics), then
   * PyTorch: net(feats) under torch.inference_mode, torch.set_num_threads(N);
-  * ONNX Runtime: the same net exported with wespeaker_mfcon.bin.export_onnx.export (dynamo,
+  * ONNX Runtime: the same net exported with wespeaker_mfcon.onnx_export.export (dynamo,
     dynamic B and T) to a temporary directory, CPUExecutionProvider,
     intra_op_num_threads = N, inter_op_num_threads = 1 (as inference.Embedder does);
 one utterance at a time (B = 1), for utterances of each duration (fbank frames as Kaldi
@@ -39,7 +39,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks.common import command_line, finish_report, load_avg, markdown_table  # noqa: E402
-from wespeaker_mfcon.bin.export_onnx import add_metadata, export  # noqa: E402
+from wespeaker_mfcon.onnx_export import add_metadata, export  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
 from wespeaker_mfcon.inference import EmbeddingNet  # noqa: E402
 from wespeaker_mfcon.models import build_model  # noqa: E402
