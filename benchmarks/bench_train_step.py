@@ -3,13 +3,13 @@
     python benchmarks/bench_train_step.py [--configs small paper] [--threads 1 2]
         [--steps 3] [--warmup 1] [--paper_pk 2 4] [--full_batch] [--json OUT]
 
-One step is exactly what EpochRunner.step (wespeaker_mfcon/trainer.py) does in training:
+One step is exactly what EpochRunner.step (wespeaker_mfcon/training/loop.py) does in training:
 mean normalization of the fbank batch, forward, AM-softmax cross-entropy (+ lambda * MFCon),
 backward, Adam step, lr-scheduler step. Inputs are random fbank chunks with P x K labels
 (K utterances per speaker, so every SupCon anchor has positives).
 
-For each config and thread count two trainers are built with build_model_with_heads() from the same
-YAML and the same seed, one with mfcon_args.enable false (baseline) and one with it true
+For each config and thread count two networks are built with build_model_with_heads() from the
+same YAML and seed, one with mfcon_args.enable false (baseline) and one with it true
 (lambda, tau, blocks from the *_mfcon.yaml). Their steps are interleaved (B, M, M, B, ...)
 so that both see the same machine load; the table gives the median ms/step of each and
 the MFCon overhead as the ratio of the medians and as the median of the per-pair ratios,
