@@ -12,7 +12,9 @@ Per score file: <out_dir>/<name>.result (EER in %, minDCF per p_target). Then
                       "asnorm": {...}}}
 The system is taken from the file name: a.score -> cosine, a.asnorm.score -> asnorm,
 a.snorm.score -> snorm. <out_dir>/det.png holds one DET curve per score file.
-A results table is printed to stdout.
+A results table is printed to stdout. Stage 7 (bin/calibrate.py) merges calibrated systems
+(cosine_plain, asnorm_qmf, ...) into the same results.json, with "cllr", "min_cllr" (bits)
+and "act_dcf_<p>" beside EER and minDCF; the table shows those columns where present.
 """
 
 import argparse
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
-from wespeaker_mfcon.utils.metrics import dcf_key, evaluate
+from wespeaker_mfcon.utils.metrics import act_dcf_key, dcf_key, evaluate
 from wespeaker_mfcon.utils.scoring import parse_score_name, read_scores, trial_name
 
 log = logging.getLogger("compute_metrics")
@@ -62,16 +64,27 @@ def format_result(trials, system, res, p_targets, path):
     return "\n".join(lines) + "\n"
 
 
+def _cell(res, key, width, fmt=".4f"):
+    value = res.get(key)
+    return f"  {'-' if value is None else format(value, fmt):>{width}}"
+
+
 def format_table(rows, p_targets):
-    """rows: list of (trials, system, res). Returns the table text."""
+    """rows: list of (trials, system, res). Returns the table text. The columns Cllr,
+    minCllr and actDCF<p> appear when some row has them (calibrated systems, stage 7)."""
     w = max([len("trials")] + [len(r[0]) for r in rows])
     ws = max([len("system")] + [len(r[1]) for r in rows])
+    cols = [(dcf_key(p), "minDCF" + format(p, "g")) for p in p_targets]
+    if any("cllr" in r[2] for r in rows):
+        cols += [("cllr", "Cllr"), ("min_cllr", "minCllr")]
+        cols += [(act_dcf_key(p), "actDCF" + format(p, "g")) for p in p_targets]
+    widths = [max(8, len(title) + 1) for _, title in cols]
     head = f"{'trials':<{w}}  {'system':<{ws}}  {'EER(%)':>7}" + "".join(
-        f"  {'minDCF' + format(p, 'g'):>11}" for p in p_targets)
+        f"  {title:>{wd}}" for (_, title), wd in zip(cols, widths))
     out = [head, "-" * len(head)]
     for trials, system, res in rows:
         out.append(f"{trials:<{w}}  {system:<{ws}}  {res['eer']:>7.3f}" + "".join(
-            f"  {res[dcf_key(p)]:>11.4f}" for p in p_targets))
+            _cell(res, key, wd) for (key, _), wd in zip(cols, widths)))
     return "\n".join(out)
 
 

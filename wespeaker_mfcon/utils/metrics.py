@@ -59,6 +59,11 @@ def dcf_key(p):
     return f"min_dcf_{p:g}"
 
 
+def act_dcf_key(p):
+    """results.json key of the actual DCF at p_target p (stage 7, calibrated LLRs)."""
+    return f"act_dcf_{p:g}"
+
+
 def evaluate(scores, labels, p_targets=(0.01, 0.05), c_miss=1.0, c_fa=1.0):
     """Metrics of one score set: EER in percent, minDCF per p_target."""
     n_tar = int(labels.sum())
