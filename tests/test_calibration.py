@@ -13,10 +13,11 @@ import pytest
 from scipy import integrate, stats
 
 from wespeaker_mfcon import calibration as cal
+from wespeaker_mfcon import calibration_trials as ctrials
 from wespeaker_mfcon.bin import calibrate, compute_metrics, score, score_norm
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.metrics import compute_eer, compute_min_dcf
-from wespeaker_mfcon.utils.scoring import cohort_stats, read_scores
+from wespeaker_mfcon.utils.scoring import cohort_stats, l2_normalize, read_scores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG2 = math.log(2.0)
@@ -151,8 +152,8 @@ def test_trial_features_as_documented():
     per_utt = {"logdur": np.log([1.0, 2.0, 4.0]), "imp": np.array([0.1, 0.3, 0.2]),
                "norm": np.array([5.0, 7.0, 6.0])}
     ei, ti = np.array([0, 2, 1]), np.array([1, 0, 2])
-    names = list(cal.FEATURES)
-    f = cal.trial_features(names, [0.5, -0.1, 0.2], ei, ti, per_utt)
+    names = list(ctrials.FEATURES)
+    f = ctrials.trial_features(names, [0.5, -0.1, 0.2], ei, ti, per_utt)
     np.testing.assert_allclose(f, [
         # score, min_logdur, max_logdur, min_imp, max_imp, min_norm, max_norm
         [0.5, np.log(1), np.log(2), 0.1, 0.3, 5.0, 7.0],   # utts 0, 1
@@ -160,32 +161,32 @@ def test_trial_features_as_documented():
         [0.2, np.log(2), np.log(4), 0.2, 0.3, 6.0, 7.0],   # utts 1, 2
     ])
     with pytest.raises(ValueError, match="unknown feature 'mean_imp'"):
-        cal.trial_features(["mean_imp"], [0.0], ei[:1], ti[:1], per_utt)
+        ctrials.trial_features(["mean_imp"], [0.0], ei[:1], ti[:1], per_utt)
 
 
 def test_durations_from_utt2dur_or_frames(tmp_path):
     (tmp_path / "utt2num_frames").write_text("a/s/1 250\nb/s/1 100\n")
-    assert cal.read_durations(str(tmp_path)) == {"a/s/1": 2.5, "b/s/1": 1.0}
+    assert ctrials.read_durations(str(tmp_path)) == {"a/s/1": 2.5, "b/s/1": 1.0}
     (tmp_path / "utt2dur").write_text("a/s/1 3.0\nb/s/1 0\n")
     with pytest.raises(UserError, match=r"utt2dur: b/s/1: duration must be a positive"):
-        cal.read_durations(str(tmp_path))
+        ctrials.read_durations(str(tmp_path))
     with pytest.raises(UserError, match="neither utt2dur nor utt2num_frames"):
-        cal.read_durations(str(tmp_path / "nope"))
+        ctrials.read_durations(str(tmp_path / "nope"))
 
 
 def test_imposter_means_leave_out_own_speaker():
     rng = np.random.default_rng(4)
-    cohort = cal.l2_normalize(rng.normal(size=(6, 8)))
-    emb = cal.l2_normalize(cohort[[0, 0, 3]] + 0.1 * rng.normal(size=(3, 8)))
+    cohort = l2_normalize(rng.normal(size=(6, 8)))
+    emb = l2_normalize(cohort[[0, 0, 3]] + 0.1 * rng.normal(size=(3, 8)))
     own = np.array([0, 0, 3])
-    mean, std = cal.imposter_stats(emb, cohort, 2, own)
+    mean, std = ctrials.imposter_stats(emb, cohort, 2, own)
     for u in range(3):  # brute force: top 2 of the scores against the other 5 speakers
         sc = np.sort(np.delete(cohort, own[u], 0) @ emb[u])[-2:]
         assert mean[u] == pytest.approx(sc.mean(), abs=1e-6)
         assert std[u] == pytest.approx(sc.std(), abs=1e-5)
     full_mean, _ = cohort_stats(emb, cohort, 2)
     assert np.all(full_mean > mean + 0.2)  # own speaker's mean would have been the top score
-    np.testing.assert_allclose(cal.imposter_stats(emb, cohort, 2)[0], full_mean)
+    np.testing.assert_allclose(ctrials.imposter_stats(emb, cohort, 2)[0], full_mean)
 
 
 # ----------------------------------------------------------------------------- trials
@@ -202,7 +203,7 @@ def _check_trials(u2s, enroll, test, labels):
         same_spk = u2s[e] == u2s[t]
         assert bool(lab) == same_spk
         if lab:
-            assert cal.session_of(e) != cal.session_of(t)
+            assert ctrials.session_of(e) != ctrials.session_of(t)
 
 
 @pytest.mark.parametrize("shape,num", [((4, 2, 2), 40), ((30, 3, 4), 300)])
@@ -210,28 +211,28 @@ def test_training_trials(shape, num):
     """Small set: every pair enumerated; larger: rejection sampling. Both deterministic."""
     u2s = _utt2spk(*shape)
     u2s["id99999/only/00001"] = "id99999"  # one session: never in a target
-    enroll, test, labels = cal.make_training_trials(u2s, num, seed=5)
+    enroll, test, labels = ctrials.make_training_trials(u2s, num, seed=5)
     _check_trials(u2s, enroll, test, labels)
-    avail_tar, _ = cal.count_pairs(*cal._trial_tables(u2s, "x")[1:])
+    avail_tar, _ = ctrials.count_pairs(*ctrials._trial_tables(u2s, "x")[1:])
     assert labels.sum() == min(num // 2, avail_tar) and len(labels) == num
-    again = cal.make_training_trials(u2s, num, seed=5)
+    again = ctrials.make_training_trials(u2s, num, seed=5)
     assert again[0] == enroll and again[1] == test and np.array_equal(again[2], labels)
-    other = cal.make_training_trials(u2s, num, seed=6)
+    other = ctrials.make_training_trials(u2s, num, seed=6)
     if shape[0] == 30:
         assert (other[0], other[1]) != (enroll, test)
 
 
 def test_training_trials_counts_and_errors():
     u2s = _utt2spk(3, 2, 1)  # 3 speakers x 2 sessions x 1: 3 targets, 12 nontargets
-    enroll, test, labels = cal.make_training_trials(u2s, 100, seed=0)
+    enroll, test, labels = ctrials.make_training_trials(u2s, 100, seed=0)
     assert labels.sum() == 3 and len(labels) == 15  # all of them
     _check_trials(u2s, enroll, test, labels)
-    enroll, test, labels = cal.make_training_trials(u2s, 10, seed=0)
+    enroll, test, labels = ctrials.make_training_trials(u2s, 10, seed=0)
     assert labels.sum() == 3 and len(labels) == 10  # missing targets made up with nontargets
     with pytest.raises(UserError, match="'a1' is not spk/session/utt"):
-        cal.make_training_trials({"a1": "a", "b1": "b"}, 10, source="utt2spk")
+        ctrials.make_training_trials({"a1": "a", "b1": "b"}, 10, source="utt2spk")
     with pytest.raises(UserError, match="0 cross-session target"):
-        cal.make_training_trials(_utt2spk(3, 1, 2), 10)
+        ctrials.make_training_trials(_utt2spk(3, 1, 2), 10)
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -323,7 +324,7 @@ def test_calibrate_cli_end_to_end(fake_exp, capsys):
     trials = (exp / "calibration/train_trials.kaldi").read_text().split("\n")[:-1]
     assert len(trials) == 600 and sum(x.endswith(" target") for x in trials) == 300
     abl = json.loads((exp / "calibration/ablation.json").read_text())
-    assert set(abl) == {f"{s} {n}" for s in ("cosine", "asnorm") for n in cal.ABLATION}
+    assert set(abl) == {f"{s} {n}" for s in ("cosine", "asnorm") for n in ctrials.ABLATION}
 
 
 def _check_raw_cosine_calibration(fake_exp):

@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from wespeaker_mfcon import calibration as cal
+from wespeaker_mfcon import calibration_trials as ctrials
 from wespeaker_mfcon.bin.compute_metrics import format_table, merge_results
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings, load_utt2spk
@@ -79,8 +80,8 @@ def get_parser():
                    help="effective target prior of the logistic-regression objective")
     p.add_argument("--p_target", type=_unit_interval, nargs="+", default=[0.01, 0.05],
                    help="priors of minDCF and actual DCF")
-    p.add_argument("--qmf_features", nargs="+", choices=cal.FEATURES,
-                   default=list(cal.QMF_DEFAULT), help="features of the <system>_qmf models")
+    p.add_argument("--qmf_features", nargs="+", choices=ctrials.FEATURES,
+                   default=list(ctrials.QMF_DEFAULT), help="features of the <system>_qmf models")
     p.add_argument("--l2", type=float, default=1e-4, help="L2 weight on standardized weights")
     return p
 
@@ -95,17 +96,17 @@ def load_training(args):
         raise UserError(f"{args.train_data}/utt2spk: {len(missing)} of {len(keys)} embeddings of "
                         f"{scp} have no speaker, e.g. {missing[0]!r}")
     return dict(keys=keys, raw=raw, utt2spk={k: utt2spk[k] for k in keys},
-                durations=cal.read_durations(args.train_data))
+                durations=ctrials.read_durations(args.train_data))
 
 
 def training_trials(args, train, top_n):
     """Calibration trials drawn from the training set and scored -> TrialSet."""
-    enroll, test, labels = cal.make_training_trials(
+    enroll, test, labels = ctrials.make_training_trials(
         train["utt2spk"], args.num_trials, seed=args.seed, target_fraction=args.target_fraction,
         source=f"{args.train_data}/utt2spk")
     log.info("%d calibration trials from %s (%d target, %d nontarget)", len(labels),
              args.train_data, int(labels.sum()), int((1 - labels).sum()))
-    return cal.score_training_trials(enroll=enroll, test=test, labels=labels, keys=train["keys"],
+    return ctrials.score_training_trials(enroll=enroll, test=test, labels=labels, keys=train["keys"],
                                      raw=train["raw"], utt2spk=train["utt2spk"],
                                      durations=train["durations"], top_n=top_n,
                                      method=args.score_norm_method)
@@ -133,13 +134,13 @@ def eval_trials(args, train, top_n):
     keys, raw = load_embeddings(scp)
     index = index_of(keys)
     mean = train["raw"].mean(axis=0, dtype=np.float64)
-    _, cohort = cal.build_cohort(train["keys"], train["raw"], train["utt2spk"], mean)
-    durations = cal.read_durations(args.test_data)
+    _, cohort = ctrials.build_cohort(train["keys"], train["raw"], train["utt2spk"], mean)
+    durations = ctrials.read_durations(args.test_data)
     out = []
     for name in args.trials:
         path, enroll, test, labels, scores = _read_list(args, name)
         trial_indices(enroll, test, index, path, scp)  # UserError if an embedding is missing
-        ts = cal.eval_trial_set(enroll=enroll, test=test, labels=labels, scores=scores,
+        ts = ctrials.eval_trial_set(enroll=enroll, test=test, labels=labels, scores=scores,
                                 keys=keys, raw=raw, cohort_mean=mean, cohort=cohort,
                                 durations=durations, top_n=top_n)
         out.append((name, ts))
@@ -170,7 +171,7 @@ def ablation(args, train_ts, evals):
     """Cllr of every feature set of calibration.ABLATION -> rows of (system, set, metrics)."""
     rows = []
     for system in ("cosine", args.score_norm_method):
-        for set_name, names in cal.ABLATION.items():
+        for set_name, names in ctrials.ABLATION.items():
             c = _fit(train_ts, list(names), system, args)
             res = {"features": list(names), "train_cllr": c.meta["train_cllr"]}
             for name, ts in evals:

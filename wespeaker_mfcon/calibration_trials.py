@@ -1,0 +1,315 @@
+"""Calibration trials from the training set and the quality features of a trial (stage 7).
+
+Quality features of a trial (enroll e, test t), symmetric in e and t because trial lists
+pair utterances in no fixed order (each side's value enters as the min and the max of the two)::
+
+    score                 the score being calibrated (cosine or AS-norm)
+    min_logdur max_logdur min / max of log(duration in s) of e and t (utt2dur, or
+                          utt2num_frames / 100 at the 10 ms frame shift)
+    min_imp    max_imp    min / max of the AS-norm imposter means: the mean of the top-N cosine
+                          scores of an utterance against the cohort (one mean embedding per
+                          training speaker, cohort mean subtracted), as utils/scoring.py
+                          computes them once per utterance (S-norm: the mean of all of them)
+    min_norm   max_norm   min / max of the L2 norm of the raw embeddings (before mean
+                          subtraction), a known quality correlate
+
+For calibration trials drawn from the training set, the cohort of an utterance leaves out its
+own speaker (imposter_stats(own=...)), so its top-N never holds its own speaker's mean, as
+for a test utterance whose speaker is not in the cohort.
+
+Calibration trials (make_training_trials): utterance ids are spk/session/utt (VoxCeleb
+layout); targets pair one speaker's utterances from DIFFERENT sessions, nontargets any two
+speakers; a seeded, deterministic sample without repeated pairs.
+"""
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from wespeaker_mfcon.utils.embeddings import speaker_means
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_table
+from wespeaker_mfcon.utils.scoring import (cohort_stats, cosine_scores, l2_normalize,
+                                           normalize_scores, prepare)
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("score", "min_logdur", "max_logdur", "min_imp", "max_imp", "min_norm", "max_norm")
+QMF_DEFAULT = ("score", "min_logdur", "max_logdur", "min_imp", "max_imp")
+ABLATION = {  # feature sets compared by the stage
+    "score": ("score",),
+    "+dur": ("score", "min_logdur", "max_logdur"),
+    "+imp": ("score", "min_imp", "max_imp"),
+    "+norm": ("score", "min_norm", "max_norm"),
+    "+dur+imp": QMF_DEFAULT,
+    "+dur+imp+norm": FEATURES,
+}
+FRAME_SHIFT_S = 0.01
+
+
+# ----------------------------------------------------------------------------- features
+
+def read_durations(data_dir):
+    """Durations in seconds from <data_dir>/utt2dur, else utt2num_frames x 10 ms -> dict."""
+    for name, scale in (("utt2dur", 1.0), ("utt2num_frames", FRAME_SHIFT_S)):
+        path = os.path.join(data_dir, name)
+        if os.path.isfile(path):
+            break
+    else:
+        raise UserError(f"{data_dir}: neither utt2dur nor utt2num_frames (needed for the "
+                        f"duration features)")
+    out = {}
+    for key, fields in read_table(path, min_fields=2, max_fields=2):
+        try:
+            value = float(fields[0]) * scale
+        except ValueError:
+            value = float("nan")
+        if not (math.isfinite(value) and value > 0):
+            raise UserError(f"{path}: {key}: duration must be a positive number, got "
+                            f"{fields[0]!r}")
+        out[key] = value
+    return out
+
+
+def log_durations(keys, durations, source):
+    """log(duration in s) of each key (N,); UserError naming `source` if any is missing."""
+    missing = [k for k in keys if k not in durations]
+    if missing:
+        raise UserError(f"{source}: no duration for {len(missing)} utterances, e.g. "
+                        f"{missing[0]!r}")
+    return np.log(np.fromiter((durations[k] for k in keys), dtype=np.float64, count=len(keys)))
+
+
+def build_cohort(keys, raw, utt2spk, mean):
+    """AS-norm cohort as bin/score_norm.py builds it: speaker means of the cohort-mean
+    subtracted embeddings, L2-normalized -> (speakers (C,), cohort (C, D) float32)."""
+    speakers, means = speaker_means(keys, raw - np.asarray(mean, dtype=np.float32), utt2spk)
+    return speakers, l2_normalize(means)
+
+
+def imposter_stats(emb, cohort, top_n, own=None):
+    """Mean, std (N,) of each utterance's top_n cohort scores (top_n None: all = S-norm).
+
+    emb (N, D) prepared as for scoring, cohort (C, D) normalized. own (N,): the cohort row of
+    each utterance's own speaker, left out of its cohort (-1: none)."""
+    if own is None:
+        return cohort_stats(emb, cohort, top_n)
+    own = np.asarray(own)
+    mean, std = np.empty(len(emb)), np.empty(len(emb))
+    for c in np.unique(own):
+        rows = np.flatnonzero(own == c)
+        coh = cohort if c < 0 else np.delete(cohort, c, axis=0)
+        n = None if top_n is None else min(top_n, len(coh))
+        mean[rows], std[rows] = cohort_stats(emb[rows], coh, n)
+    return mean, std
+
+
+def trial_features(names, score, ei, ti, per_utt):
+    """Feature matrix (N, K) of trials.
+
+    score (N,); ei, ti (N,) rows of the enroll and test utterances in the per-utterance
+    arrays per_utt = {"logdur": (U,), "imp": (U,), "norm": (U,)}; "min_X" / "max_X" are the
+    min / max of per_utt[X] over the two sides."""
+    cols = []
+    for name in names:
+        if name == "score":
+            cols.append(np.asarray(score, dtype=np.float64))
+            continue
+        op, _, what = name.partition("_")
+        if op not in ("min", "max") or what not in per_utt:
+            raise ValueError(f"unknown feature {name!r} (known: {', '.join(FEATURES)})")
+        a, b = per_utt[what][ei], per_utt[what][ti]
+        cols.append(np.minimum(a, b) if op == "min" else np.maximum(a, b))
+    return np.stack(cols, axis=1)
+
+
+# ----------------------------------------------------------------------------- trials
+
+def session_of(utt):
+    """'spk/session/utt' -> 'spk/session' (the utterance id without its last part)."""
+    head, sep, _ = utt.rpartition("/")
+    return head if sep else None
+
+
+def _pair_key(i, j):
+    return (i, j) if i < j else (j, i)
+
+
+def _enumerate_pairs(groups, same):
+    """All pairs (i < j) of utterances; same(i, j) decides which -> (P, 2) int array."""
+    pairs = [(i, j) for g in groups for a, i in enumerate(g) for j in g[a + 1:] if same(i, j)]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _sample_pairs(draw, valid, k, rng):
+    """k distinct pairs from draw(rng, m) -> (m, 2) candidates kept where valid(i, j)."""
+    chosen = {}
+    while len(chosen) < k:
+        cand = draw(rng, 2 * (k - len(chosen)) + 16)
+        for i, j in cand[valid(cand[:, 0], cand[:, 1])].tolist():
+            chosen.setdefault(_pair_key(i, j), None)
+            if len(chosen) == k:
+                break
+    return np.array(list(chosen), dtype=np.int64).reshape(-1, 2)
+
+
+def _choose(avail_pairs, k, rng):
+    idx = np.sort(rng.choice(len(avail_pairs), size=k, replace=False))
+    return avail_pairs[idx]
+
+
+def _trial_tables(utt2spk, source):
+    """Sorted keys (U,), speaker index (U,), session index (U,) of an utt2spk dict."""
+    keys = sorted(utt2spk)
+    sessions = [session_of(k) for k in keys]
+    if None in sessions:
+        bad = keys[sessions.index(None)]
+        raise UserError(f"{source}: utterance id {bad!r} is not spk/session/utt: calibration "
+                        f"trials need the session to pair targets across sessions")
+    _, spk = np.unique([utt2spk[k] for k in keys], return_inverse=True)
+    _, sess = np.unique(sessions, return_inverse=True)
+    return keys, spk.astype(np.int64), sess.astype(np.int64)
+
+
+def _target_pairs(spk, sess, k, avail, rng):
+    """k distinct cross-session same-speaker pairs, uniform over the `avail` such pairs:
+    all of them enumerated when k is at least half of them, else rejection sampling ->
+    (k, 2) rows (i < j)."""
+    order = np.argsort(spk, kind="stable")
+    counts = np.bincount(spk)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if avail <= 2 * k:
+        groups = [order[s:s + c].tolist() for s, c in zip(starts, counts)]
+        return _choose(_enumerate_pairs(groups, lambda i, j: sess[i] != sess[j]), k, rng)
+    weight = counts.astype(np.float64) ** 2  # ordered pairs per speaker; rejection fixes the rest
+
+    def draw(r, m):
+        s = r.choice(len(counts), size=m, p=weight / weight.sum())
+        a = starts[s] + (r.random(m) * counts[s]).astype(np.int64)
+        b = starts[s] + (r.random(m) * counts[s]).astype(np.int64)
+        return np.stack([order[a], order[b]], axis=1)
+    return _sample_pairs(draw, lambda i, j: sess[i] != sess[j], k, rng)
+
+
+def _nontarget_pairs(spk, k, avail, rng):
+    """k distinct pairs of different speakers, uniform over the `avail` such pairs -> (k, 2)."""
+    if avail <= 2 * k:
+        return _choose(_enumerate_pairs([list(range(len(spk)))], lambda i, j: spk[i] != spk[j]),
+                       k, rng)
+    return _sample_pairs(lambda r, m: r.integers(0, len(spk), size=(m, 2)),
+                         lambda i, j: spk[i] != spk[j], k, rng)
+
+
+def count_pairs(spk, sess):
+    """(available target pairs across sessions, available nontarget pairs)."""
+    n_tar = 0
+    for s in np.unique(spk):
+        sub = sess[spk == s]
+        n_tar += (len(sub) ** 2 - int(np.sum(np.bincount(sub) ** 2))) // 2
+    n_non = (len(spk) ** 2 - int(np.sum(np.bincount(spk) ** 2))) // 2
+    return int(n_tar), int(n_non)
+
+
+def make_training_trials(utt2spk, num_trials, seed=0, target_fraction=0.5, source="utt2spk"):
+    """Calibration trials from a dict utt -> speaker with ids spk/session/utt.
+
+    round(num_trials * target_fraction) targets (one speaker, two different sessions) and the
+    rest nontargets (two speakers), each pair at most once, fewer when fewer exist (missing
+    targets are made up with nontargets). Deterministic in (utt2spk, num_trials, seed,
+    target_fraction). Returns (enroll (T,), test (T,), labels (T,) int8 1 = target), sorted by
+    (enroll, test); the enroll id sorts before the test id."""
+    keys, spk, sess = _trial_tables(utt2spk, source)
+    avail_tar, avail_non = count_pairs(spk, sess)
+    n_tar = min(int(round(num_trials * target_fraction)), avail_tar)
+    n_non = min(num_trials - n_tar, avail_non)
+    if n_tar == 0 or n_non == 0:
+        raise UserError(f"{source}: {avail_tar} cross-session target and {avail_non} nontarget "
+                        f"pairs: calibration needs both")
+    if n_tar + n_non < num_trials:
+        log.warning("%s: %d trials asked for, only %d available (%d target, %d nontarget)",
+                    source, num_trials, n_tar + n_non, n_tar, n_non)
+    rng = np.random.default_rng(seed)
+    tar = _target_pairs(spk, sess, n_tar, avail_tar, rng)
+    non = _nontarget_pairs(spk, n_non, avail_non, rng)
+    pairs = np.concatenate([tar, non])
+    labels = np.concatenate([np.ones(len(tar), np.int8), np.zeros(len(non), np.int8)])
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    enroll = [keys[i] for i in pairs[order, 0]]
+    test = [keys[j] for j in pairs[order, 1]]
+    return enroll, test, labels[order]
+
+
+# ----------------------------------------------------------------------------- trial sets
+
+@dataclass
+class TrialSet:
+    """Trials with their scores and the per-utterance quality measures.
+
+    enroll, test: ids (T,); labels (T,) 0/1; ei, ti (T,): rows of the two sides in the
+    per-utterance arrays; scores: system -> (T,) ("raw_cosine", "cosine", "asnorm", ...);
+    per_utt: "logdur", "imp", "norm" -> (U,)."""
+    enroll: list
+    test: list
+    labels: np.ndarray
+    ei: np.ndarray
+    ti: np.ndarray
+    scores: dict
+    per_utt: dict
+
+    def features(self, names, system):
+        """(T, K) features of `names` with the score of `system`."""
+        return trial_features(names, self.scores[system], self.ei, self.ti, self.per_utt)
+
+
+def _utterances(enroll, test, keys):
+    """Sorted used ids (U,), their rows in `keys`, and ei, ti (T,) rows into the used ids."""
+    used, inv = np.unique(np.array(list(enroll) + list(test), dtype=object), return_inverse=True)
+    index = {k: i for i, k in enumerate(keys)}
+    rows = np.fromiter((index[k] for k in used), dtype=np.int64, count=len(used))
+    return list(used), rows, inv[:len(enroll)], inv[len(enroll):]
+
+
+def _quality(used, raw, imposters, durations):
+    """Per-utterance quality arrays of the used ids (U,): raw (U, D) embeddings,
+    imposters = (mean, std) (U,) of their cohort scores, durations: id -> seconds."""
+    return {"logdur": log_durations(used, durations, "durations"),
+            "imp": imposters[0],
+            "norm": np.linalg.norm(np.asarray(raw, dtype=np.float64), axis=1)}
+
+
+def score_training_trials(*, enroll, test, labels, keys, raw, utt2spk, durations, top_n,
+                          method="asnorm"):
+    """Score calibration trials of the cohort (training) set as stage 4 scores test trials.
+
+    keys (N,), raw (N, D): the cohort embeddings, which also hold every trial utterance;
+    utt2spk: dict; durations: dict id -> seconds; top_n: AS-norm top N (None for S-norm).
+    Scores: "raw_cosine" (no mean subtraction), "cosine" (cohort mean subtracted) and
+    `method` (AS-norm / S-norm with each utterance's own speaker left out of its cohort)."""
+    mean = raw.mean(axis=0, dtype=np.float64)
+    speakers, cohort = build_cohort(keys, raw, utt2spk, mean)
+    used, rows, ei, ti = _utterances(enroll, test, keys)
+    row_of = {s: i for i, s in enumerate(speakers)}
+    own = np.fromiter((row_of[utt2spk[k]] for k in used), dtype=np.int64, count=len(used))
+    emb = prepare(raw[rows], mean)
+    imp = imposter_stats(emb, cohort, None if method == "snorm" else top_n, own)
+    cos = cosine_scores(emb, ei, ti)
+    scores = {"raw_cosine": cosine_scores(prepare(raw[rows]), ei, ti), "cosine": cos,
+              method: normalize_scores(cos, ei, ti, *imp)}
+    per_utt = _quality(used, raw[rows], imp, durations)
+    return TrialSet(list(enroll), list(test), np.asarray(labels), ei, ti, scores, per_utt)
+
+
+def eval_trial_set(*, enroll, test, labels, scores, keys, raw, cohort_mean, cohort, durations,
+                   top_n):
+    """TrialSet of an evaluation list whose scores (system -> (T,)) come from stage 4.
+
+    keys (N,), raw (N, D): evaluation embeddings; cohort_mean (D,), cohort (C, D): as
+    build_cohort makes them from the training set; top_n None for S-norm."""
+    used, rows, ei, ti = _utterances(enroll, test, keys)
+    emb = prepare(raw[rows], cohort_mean)
+    imp = imposter_stats(emb, cohort, top_n)
+    per_utt = _quality(used, raw[rows], imp, durations)
+    return TrialSet(list(enroll), list(test), np.asarray(labels), ei, ti, dict(scores), per_utt)
