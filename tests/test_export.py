@@ -1,5 +1,6 @@
 """Stage 3 and 5 as users run them: extract.sh from .pt and .onnx, ONNX parity, sherpa-onnx."""
 
+import json
 import subprocess
 import sys
 
@@ -105,7 +106,7 @@ def test_cli_compare_and_embed(exp, tmp_path):
     cmd = [sys.executable, "-m", "wespeaker_mfcon.cli"]
     same = subprocess.run(cmd + ["compare", "--model", str(exp), wavs[0], wavs[0]],
                           capture_output=True, text=True, env=python_env())
-    assert same.returncode == 0 and float(same.stdout.split()[0]) == pytest.approx(1.0, abs=1e-5)
+    assert same.returncode == 0 and same.stdout.strip() == "cosine 1.000000; no calibration"
     out = tmp_path / "e.npy"
     subprocess.run(cmd + ["embed", "--model", str(exp / "models/avg_model.onnx"), *wavs[:3],
                           "--out", str(out)], check=True, env=python_env())
@@ -113,8 +114,40 @@ def test_cli_compare_and_embed(exp, tmp_path):
     api = load_model(str(exp))
     assert embs.shape == (3, 16)
     assert np.abs(embs[1] - api.embed_wav(wavs[1])).max() < 1e-4
-    assert api.score(wavs[0], wavs[1]) == pytest.approx(
-        float(embs[0] @ embs[1] / np.linalg.norm(embs[0]) / np.linalg.norm(embs[1])), abs=1e-4)
+    cos = float(embs[0] @ embs[1] / np.linalg.norm(embs[0]) / np.linalg.norm(embs[1]))
+    verdict = api.score(wavs[0], wavs[1])
+    assert verdict.cosine == pytest.approx(cos, abs=1e-4) and verdict.llr is None
+    assert verdict.same is None                                  # no calibration, no threshold
+    assert api.score(wavs[0], wavs[1], threshold=cos - 0.01).same is True
+
+
+def test_compare_uses_the_stored_calibration(exp, tmp_path):
+    """exp/E/calibration.json (stage 7): llr = w * cosine + b, decided at log((1-p)/p)."""
+    import shutil
+
+    calibrated = tmp_path / "exp"
+    shutil.copytree(exp, calibrated, ignore=shutil.ignore_patterns("emb_*"))
+    (calibrated / "calibration.json").write_text(json.dumps(
+        {"score": "raw_cosine", "names": ["score"], "weights": [20.0], "bias": -10.0}))
+    wavs = [l.split()[1] for l in (exp / "wav.scp").read_text().splitlines()]
+    api = load_model(str(calibrated))
+    cos = api.cosine(wavs[0], wavs[2])
+    verdict = api.score(wavs[0], wavs[2], p_target=0.05)
+    assert verdict.llr == pytest.approx(20.0 * cos - 10.0, abs=1e-9)
+    assert verdict.threshold == pytest.approx(np.log(0.95 / 0.05))
+    assert verdict.same == (20.0 * cos - 10.0 >= np.log(0.95 / 0.05))
+    cmd = [sys.executable, "-m", "wespeaker_mfcon.cli", "compare", "--model", str(calibrated),
+           wavs[0], wavs[0]]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=python_env()).stdout
+    assert out.strip() == ("llr 10.0000 same (cosine 1.000000; Bayes threshold 4.5951 at "
+                           "p_target 0.01)")
+    out = subprocess.run(cmd + ["--threshold", "10.5"], capture_output=True, text=True,
+                         env=python_env()).stdout
+    assert out.startswith("llr 10.0000 different") and "threshold 10.5000" in out
+    (calibrated / "calibration.json").write_text(json.dumps(
+        {"score": "asnorm", "names": ["score"], "weights": [1.0], "bias": 0.0}))
+    with pytest.raises(UserError, match="not a calibration of the raw cosine"):
+        load_model(str(calibrated))
 
 
 def test_cli_bad_wav_is_one_error_line(exp, tmp_path):

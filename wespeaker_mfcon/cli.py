@@ -1,9 +1,14 @@
 """`wespeaker-mfcon` console script: embeddings and scores for wav files.
 
   wespeaker-mfcon embed   --model exp/E  a.wav b.wav [--out embs.npy]
-  wespeaker-mfcon compare --model exp/E/models/avg_model.onnx a.wav b.wav [--threshold T]
+  wespeaker-mfcon compare --model exp/E/models/avg_model.onnx a.wav b.wav [--p_target P]
+                          [--threshold T]
 
 --model is an experiment dir (uses models/avg_model.pt), a .pt checkpoint or an .onnx file.
+When the experiment holds a calibration (exp/E/calibration.json, stage 7), compare prints the
+log-likelihood ratio and the Bayes decision for the prior --p_target; otherwise the cosine,
+and says that there is no calibration. --threshold overrides the decision threshold (on the
+LLR when calibrated, on the cosine otherwise).
 """
 
 import argparse
@@ -22,14 +27,24 @@ def get_args(argv=None):
     embed = sub.add_parser("embed", help="print (or save) one embedding per wav")
     embed.add_argument("wavs", nargs="+")
     embed.add_argument("--out", help="save a (N, E) .npy instead of printing")
-    compare = sub.add_parser("compare", help="cosine score of two wavs")
+    compare = sub.add_parser("compare", help="same speaker or not: LLR (calibrated) or cosine")
     compare.add_argument("wavs", nargs=2)
+    compare.add_argument("--p_target", type=_probability, default=0.01,
+                         help="prior of a target trial for the Bayes decision (default 0.01)")
     compare.add_argument("--threshold", type=float, default=None,
-                         help="also print same/different at this score threshold")
+                         help="decide at this threshold instead (on the LLR when calibrated, "
+                              "on the cosine otherwise)")
     for p in (embed, compare):
         p.add_argument("--model", required=True, help="exp dir, .pt or .onnx")
         p.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
+
+
+def _probability(value):
+    p = float(value)
+    if not 0.0 < p < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return p
 
 
 def main(argv=None):
@@ -43,11 +58,7 @@ def main(argv=None):
             for wav, emb in zip(args.wavs, embs):
                 print(wav, " ".join(f"{v:.6f}" for v in emb))
         return
-    score = embedder.score(*args.wavs)
-    verdict = ""
-    if args.threshold is not None:
-        verdict = " same" if score >= args.threshold else " different"
-    print(f"{score:.6f}{verdict}")
+    print(embedder.score(*args.wavs, p_target=args.p_target, threshold=args.threshold))
 
 
 def entry():

@@ -3,15 +3,20 @@
   feats (B, T, 80) log-mel fbank -> [mean normalization inside] -> embs (B, E)
 
 EmbeddingNet is the deployable network (also what export_onnx exports). Embedder wraps
-either backend behind one interface and turns wav files into embeddings and scores.
+either backend behind one interface and turns wav files into embeddings and scores. When the
+experiment holds a calibration (exp/NAME/calibration.json, written by stage 7), a score comes
+with its log-likelihood ratio and the Bayes decision at a stated prior.
 """
 
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from wespeaker_mfcon.calibration import Calibration, bayes_threshold
 from wespeaker_mfcon.frontend.fbank import apply_cmn, fbank
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
@@ -35,15 +40,53 @@ class EmbeddingNet(nn.Module):
         return embeds
 
 
-def find_config(model_path):
-    """exp/NAME/config.yaml for exp/NAME/models/X.pt (or beside the file)."""
+def _experiment_file(model_path, name):
+    """exp/NAME/<name> for exp/NAME/models/X.pt (or beside the file); None if absent."""
     here = os.path.dirname(os.path.abspath(model_path))
-    for candidate in (os.path.join(here, "config.yaml"),
-                      os.path.join(os.path.dirname(here), "config.yaml")):
+    for candidate in (os.path.join(here, name), os.path.join(os.path.dirname(here), name)):
         if os.path.isfile(candidate):
             return candidate
-    raise UserError(f"{model_path}: no config.yaml beside it or in its parent dir; "
-                    "give --config")
+    return None
+
+
+def find_config(model_path):
+    """exp/NAME/config.yaml for exp/NAME/models/X.pt (or beside the file)."""
+    path = _experiment_file(model_path, "config.yaml")
+    if path is None:
+        raise UserError(f"{model_path}: no config.yaml beside it or in its parent dir; "
+                        "give --config")
+    return path
+
+
+def find_calibration(model_path):
+    """The raw-cosine calibration of the experiment (stage 7), or None."""
+    path = _experiment_file(model_path, "calibration.json")
+    if path is None:
+        return None
+    calibration = Calibration.load(path)
+    if calibration.meta.get("score") != "raw_cosine" or calibration.names != ["score"]:
+        raise UserError(f"{path}: not a calibration of the raw cosine score (stage 7 writes "
+                        "one as calibration.json)")
+    return calibration
+
+
+@dataclass
+class Verdict:
+    """A verification result. With a calibration: llr and the Bayes decision at p_target;
+    without: the cosine, and a decision only when a threshold on it was given."""
+    cosine: float
+    llr: Optional[float] = None
+    p_target: Optional[float] = None
+    threshold: Optional[float] = None    # on the llr when calibrated, else on the cosine
+    same: Optional[bool] = None
+
+    def __str__(self):
+        decision = "" if self.same is None else (" same" if self.same else " different")
+        if self.llr is None:
+            rule = "" if self.threshold is None else f" (cosine >= {self.threshold:g})"
+            return f"cosine {self.cosine:.6f}{decision}{rule}; no calibration"
+        return (f"llr {self.llr:.4f}{decision} (cosine {self.cosine:.6f}; Bayes threshold "
+                f"{self.threshold:.4f} at p_target {self.p_target:g})")
 
 
 def load_embedding_net(checkpoint, config=None):
@@ -60,6 +103,7 @@ class Embedder:
 
     def __init__(self, model_path, config=None, device="cpu", num_threads=1):
         self.backend = "onnx" if model_path.endswith(".onnx") else "torch"
+        self.calibration = find_calibration(model_path)
         if self.backend == "onnx":
             import onnxruntime as ort
             opts = ort.SessionOptions()
@@ -101,15 +145,29 @@ class Embedder:
     def embed_wav(self, path):
         return self.embed_feats(self.wav_feats(path)[None])[0]
 
-    def score(self, path1, path2):
+    def cosine(self, path1, path2):
         """Cosine similarity of two wavs' embeddings."""
         a, b = self.embed_wav(path1), self.embed_wav(path2)
         return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
+    def score(self, path1, path2, p_target=0.01, threshold=None):
+        """Verdict for two wavs: the LLR and the Bayes decision at p_target when the model has
+        a calibration, else the cosine. `threshold` overrides the decision threshold (on the
+        LLR when calibrated, on the cosine otherwise)."""
+        cos = self.cosine(path1, path2)
+        if self.calibration is None:
+            same = None if threshold is None else cos >= threshold
+            return Verdict(cosine=cos, threshold=threshold, same=same)
+        llr = float(self.calibration.llr(np.array([cos]))[0])
+        if threshold is None:
+            threshold = bayes_threshold(p_target)
+        return Verdict(cosine=cos, llr=llr, p_target=p_target, threshold=threshold,
+                       same=llr >= threshold)
+
 
 def load_model(model, device="cpu", num_threads=1):
     """Python API: an Embedder for an experiment dir (its models/avg_model.pt), a .pt
-    checkpoint or an .onnx file.  load_model("exp/E").score("a.wav", "b.wav")"""
+    checkpoint or an .onnx file.  print(load_model("exp/E").score("a.wav", "b.wav"))"""
     if os.path.isdir(model):
         model = os.path.join(model, "models", "avg_model.pt")
     if not os.path.isfile(model):
