@@ -248,40 +248,46 @@ def _write_emb(path_noext, table):
     return f"{path_noext}.scp"
 
 
-def _fake_set(rng, prefix, n_spk, offset):
-    """n_spk speakers x 3 sessions x 3 utterances; session and utterance noise."""
+def _fake_set(rng, prefix, n_spk, offset, noise=1.0):
+    """n_spk speakers x 3 sessions x 3 utterances; session and utterance noise (x noise)."""
     tab, dur = {}, {}
     for s in range(n_spk):
         spk = rng.normal(0, 1, DIM)
         for v in range(3):
-            sess = rng.normal(0, 0.5, DIM)
+            sess = rng.normal(0, 0.5 * noise, DIM)
             for u in range(3):
                 k = f"{prefix}{s:04d}/v{v}/{u:05d}"
                 dur[k] = float(rng.uniform(1, 6))
-                tab[k] = offset + spk + sess + rng.normal(0, 1.5 / math.sqrt(dur[k]), DIM)
+                sd = noise * 1.5 / math.sqrt(dur[k])
+                tab[k] = offset + spk + sess + rng.normal(0, sd, DIM)
     return tab, dur
 
 
-@pytest.fixture
-def fake_exp(tmp_path):
-    """A stage-4 experiment: train (cohort) and test embeddings, trials, score files."""
-    rng = np.random.default_rng(7)
-    offset = rng.normal(0, 1, DIM)
-    train, train_dur = _fake_set(rng, "id0", 12, offset)
-    test, test_dur = _fake_set(rng, "id1", 5, offset)
-    root, exp = tmp_path / "recipe", tmp_path / "recipe" / "exp" / "e"
-    for part, tab, dur in (("train", train, train_dur), ("test", test, test_dur)):
+def _all_pairs(tab, path):
+    """Write the Kaldi trial list of every pair of utterances of a set."""
+    keys = sorted(tab)
+    lines = [f"{a} {b} {'target' if a.split('/')[0] == b.split('/')[0] else 'nontarget'}"
+             for i, a in enumerate(keys) for b in keys[i + 1:]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _write_parts(root, exp, parts):
+    """data/<part>/{utt2dur,utt2spk} and exp/embeddings/<part>/xvector.scp of every part."""
+    for part, (tab, dur) in parts.items():
         _write_emb(str(exp / "embeddings" / part / "xvector"), tab)
         d = root / "data" / part
         d.mkdir(parents=True)
         (d / "utt2dur").write_text("".join(f"{k} {v:.3f}\n" for k, v in dur.items()))
         (d / "utt2spk").write_text("".join(f"{k} {k.split('/')[0]}\n" for k in tab))
-    keys = sorted(test)
-    lines = [f"{a} {b} {'target' if a.split('/')[0] == b.split('/')[0] else 'nontarget'}"
-             for i, a in enumerate(keys) for b in keys[i + 1:]]
-    (root / "data" / "test" / "trials").mkdir()
-    trials = root / "data" / "test" / "trials" / "t.kaldi"
-    trials.write_text("\n".join(lines) + "\n")
+
+
+def _make_exp(tmp_path, parts):
+    """A stage-4 experiment of parts {"train", "test", ...: (embeddings, durations)}."""
+    root, exp = tmp_path / "recipe", tmp_path / "recipe" / "exp" / "e"
+    _write_parts(root, exp, parts)
+    trials = _all_pairs(parts["test"][0], root / "data" / "test" / "trials" / "t.kaldi")
     emb, scores = exp / "embeddings", exp / "scores"
     score.main(["--eval_scp", str(emb / "test/xvector.scp"), "--cohort_scp",
                 str(emb / "train/xvector.scp"), "--trials", str(trials), "--out_dir", str(scores)])
@@ -291,7 +297,17 @@ def fake_exp(tmp_path):
                      "--score_files", str(scores / "t.score")])
     compute_metrics.main(["--score_files", str(scores / "t.score"), str(scores / "t.asnorm.score"),
                           "--out_dir", str(scores), "--no_det"])
-    return dict(root=root, exp=exp, train=train)
+    return dict(root=root, exp=exp, train=parts["train"][0])
+
+
+@pytest.fixture
+def fake_exp(tmp_path):
+    """A stage-4 experiment: train (cohort) and test embeddings, trials, score files."""
+    rng = np.random.default_rng(7)
+    offset = rng.normal(0, 1, DIM)
+    train = _fake_set(rng, "id0", 12, offset)
+    test = _fake_set(rng, "id1", 5, offset)
+    return dict(_make_exp(tmp_path, {"train": train, "test": test}), test=test[0])
 
 
 def test_calibrate_cli_end_to_end(fake_exp, capsys):
@@ -324,7 +340,14 @@ def test_calibrate_cli_end_to_end(fake_exp, capsys):
     trials = (exp / "calibration/train_trials.kaldi").read_text().split("\n")[:-1]
     assert len(trials) == 600 and sum(x.endswith(" target") for x in trials) == 300
     abl = json.loads((exp / "calibration/ablation.json").read_text())
+    source = {"data": str(root / "data/train"), "held_out": False,
+              "embeddings": str(exp / "embeddings/train/xvector.scp"),
+              "trials": f"drawn from {root / 'data/train/utt2spk'} (seed 3)"}
+    assert abl.pop("calibration_data") == source
     assert set(abl) == {f"{s} {n}" for s in ("cosine", "asnorm") for n in ctrials.ABLATION}
+    for s in systems:
+        assert json.loads((exp / f"calibration/{s}.json").read_text())[
+            "calibration_data"] == source
 
 
 def _check_raw_cosine_calibration(fake_exp):
@@ -373,3 +396,123 @@ def test_results_table_shows_calibration_columns():
     assert lines[0].split()[-4:] == ["Cllr", "minCllr", "actDCF0.01", "actDCF0.05"]
     assert lines[2].split()[-4:] == ["-"] * 4 and lines[3].split()[-4:] == [
         "0.5000", "0.2500", "0.2000", "0.1000"]
+
+
+# ----------------------------------------------------------------------------- held-out set
+
+@pytest.fixture
+def separable_exp(tmp_path):
+    """Training speakers nearly separable (as for a model that has seen them), held-out dev
+    and test speakers noisy (as the mini corpus' test speakers are)."""
+    rng = np.random.default_rng(11)
+    offset = rng.normal(0, 1, DIM)
+    parts = {"train": _fake_set(rng, "id0", 20, offset, noise=0.15),
+             "dev": _fake_set(rng, "id2", 12, offset),
+             "test": _fake_set(rng, "id1", 12, offset)}
+    return _make_exp(tmp_path, parts)
+
+
+def _run_calibrate(exp_info, *extra):
+    root, exp = exp_info["root"], exp_info["exp"]
+    calibrate.main(["--exp_dir", str(exp), "--train_data", str(root / "data/train"),
+                    "--test_data", str(root / "data/test"), "--trials", "t", "--top_n", "5",
+                    "--num_trials", "1000", *extra])
+    return json.loads((exp / "scores/results.json").read_text())["t"]
+
+
+def test_heldout_calibration_is_not_overconfident(separable_exp, capsys):
+    """Trained-on speakers give overconfident LLRs on the test speakers; held-out ones do not."""
+    root, exp = separable_exp["root"], separable_exp["exp"]
+    systems = ("cosine_plain", "asnorm_plain", "asnorm_qmf")
+    on_train = _run_calibrate(separable_exp)
+    dev_scp = str(exp / "embeddings/dev/xvector.scp")
+    on_dev = _run_calibrate(separable_exp, "--cal_data", str(root / "data/dev"),
+                            "--cal_embeddings", dev_scp)
+    assert "held-out" in capsys.readouterr().out
+    for s in systems:
+        gap_train = on_train[s]["cllr"] - on_train[s]["min_cllr"]
+        gap_dev = on_dev[s]["cllr"] - on_dev[s]["min_cllr"]
+        assert gap_dev < 0.1, (s, on_dev[s])
+        assert gap_train > 0.5 and on_train[s]["cllr"] > on_dev[s]["cllr"] + 0.5, \
+            (s, on_train[s])
+    # The trials are the dev set's (drawn across sessions) and every JSON says so.
+    trials = (exp / "calibration/cal_trials.kaldi").read_text().split()
+    assert len(trials) == 3000 and all(u.startswith("id2") for u in trials[0::3] + trials[1::3])
+    source = {"data": str(root / "data/dev"), "embeddings": dev_scp, "held_out": True,
+              "trials": f"drawn from {root / 'data/dev/utt2spk'} (seed 0)"}
+    for f in ["calibration.json", "calibration/ablation.json",
+              *(f"calibration/{s}.json" for s in systems)]:
+        assert json.loads((exp / f).read_text())["calibration_data"] == source, f
+    assert json.loads((exp / "calibration.json").read_text())["trained_on"] == \
+        f"1000 trials from {root / 'data/dev'}"
+
+
+def test_heldout_trials_scored_as_stage4(fake_exp, caplog):
+    """The test set given as the held-out set with its own trial list: the calibration
+    scores are stage 4's score files, the durations its utt2dur; the overlap is reported."""
+    root, exp = fake_exp["root"], fake_exp["exp"]
+    args = calibrate.parse_args([
+        "--exp_dir", str(exp), "--train_data", str(root / "data/train"), "--test_data",
+        str(root / "data/test"), "--trials", "t", "--top_n", "5", "--cal_data",
+        str(root / "data/test"), "--cal_embeddings", str(exp / "embeddings/test/xvector.scp"),
+        "--cal_trials", "t"])
+    ts = calibrate.heldout_trials(args, calibrate.load_training(args), 5)
+    # Stage 4 writes 6 decimals and AS-norm divides the rounded cosines by cohort stds ~0.1.
+    for system, f, tol in (("cosine", "t.score", 2e-6), ("asnorm", "t.asnorm.score", 5e-5)):
+        e, t, sc, lab = read_scores(str(exp / "scores" / f))
+        assert (ts.enroll, ts.test) == (e, t) and np.array_equal(ts.labels, lab)
+        np.testing.assert_allclose(ts.scores[system], sc, atol=tol)
+    durs = ctrials.read_durations(str(root / "data/test"))
+    used = sorted(set(ts.enroll) | set(ts.test))
+    np.testing.assert_allclose(ts.per_utt["logdur"], np.log([durs[k] for k in used]))
+    test = fake_exp["test"]
+    raw = [float(test[a] @ test[b] / np.linalg.norm(test[a]) / np.linalg.norm(test[b]))
+           for a, b in zip(ts.enroll[:5], ts.test[:5])]
+    np.testing.assert_allclose(ts.scores["raw_cosine"][:5], raw, atol=1e-5)
+    calibrate.warn_overlap(ts, [("t", ts)])
+    assert "share 45 utterances with the test list t" in caplog.text
+    assert calibrate.trials_source(args)["trials"] == str(root / "data/test/trials/t.kaldi")
+
+
+def test_heldout_errors(fake_exp, tmp_path):
+    root, exp = fake_exp["root"], fake_exp["exp"]
+    keys = sorted(fake_exp["test"])
+    sub = _write_emb(str(tmp_path / "sub" / "xvector"),
+                     {k: fake_exp["test"][k] for k in keys[1:]})
+    common = ["--exp_dir", str(exp), "--train_data", str(root / "data/train"),
+              "--test_data", str(root / "data/test"), "--trials", "t", "--top_n", "5",
+              "--cal_data", str(root / "data/test")]
+
+    def error(*extra):
+        with pytest.raises(UserError) as e:
+            calibrate.main([*common, *extra])
+        assert "\n" not in str(e.value)
+        return str(e.value)
+    msg = error("--cal_embeddings", sub)
+    assert msg.startswith(f"{sub}: no embedding for 1 of 45 utterances of "
+                          f"{root / 'data/test/utt2spk'}, e.g. {keys[0]!r}")
+    msg = error("--cal_embeddings", sub, "--cal_trials", "t")
+    assert msg.startswith(f"{root / 'data/test/trials/t.kaldi'}: 1 utterance in 44 of 990 "
+                          f"trials have no embedding in {sub}")
+    full = str(exp / "embeddings/test/xvector.scp")
+    assert error("--cal_embeddings", full, "--cal_trials", "nope") == \
+        f"{root / 'data/test/trials/nope.kaldi'}: no such file"
+    for bad in (["--cal_trials", "t"], ["--cal_embeddings", full]):  # without --cal_data
+        with pytest.raises(SystemExit):
+            calibrate.parse_args(common[:-2] + bad)
+    with pytest.raises(SystemExit):
+        calibrate.parse_args(common)  # --cal_data without --cal_embeddings
+    # The recipe script passes the options through; its default is exp/e/embeddings/<name>.
+    env = {**os.environ, "PYTHONPATH": REPO,
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    os.symlink(os.path.join(REPO, "tools"), root / "tools")
+    script = os.path.join(REPO, "examples/voxceleb/v2_mfcon/local/calibrate.sh")
+    r = subprocess.run(["bash", script, "--exp_dir", "exp/e", "--cal_data", "data/dev"],
+                       cwd=root, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "missing exp/e/embeddings/dev/xvector.scp" in r.stderr
+    r = subprocess.run(["bash", script, "--exp_dir", "exp/e", "--cal_data", "data/test",
+                        "--cal_embeddings", sub, "--cal_trials", "t"],
+                       cwd=root, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "error: data/test/trials/t.kaldi: 1 utterance in 44 of 990 trials have no embedding")

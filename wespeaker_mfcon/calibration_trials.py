@@ -17,6 +17,11 @@ For calibration trials drawn from the training set, the cohort of an utterance l
 own speaker (imposter_stats(own=...)), so its top-N never holds its own speaker's mean, as
 for a test utterance whose speaker is not in the cohort.
 
+Calibration trials of a HELD-OUT set (speakers not in the training set, a dev set) are scored
+by score_eval_trials as stage 4 scores a test list (bin/score.py, bin/score_norm.py): cosine
+after subtracting the training (cohort) mean, AS-norm / S-norm against all the training
+speakers, with the same utils/scoring.py functions; nothing is left out of the cohort.
+
 Calibration trials (make_training_trials): utterance ids are spk/session/utt (VoxCeleb
 layout); targets pair one speaker's utterances from DIFFERENT sessions, nontargets any two
 speakers; a seeded, deterministic sample without repeated pairs.
@@ -33,7 +38,7 @@ from wespeaker_mfcon.utils.embeddings import speaker_means
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_table
 from wespeaker_mfcon.utils.scoring import (cohort_stats, cosine_scores, l2_normalize,
-                                           normalize_scores, prepare)
+                                           normalize_scores, prepare, score_norm)
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +277,11 @@ def _utterances(enroll, test, keys):
     return list(used), rows, inv[:len(enroll)], inv[len(enroll):]
 
 
-def _quality(used, raw, imposters, durations):
+def _quality(used, raw, imposters, durations, dur_source="durations"):
     """Per-utterance quality arrays of the used ids (U,): raw (U, D) embeddings,
-    imposters = (mean, std) (U,) of their cohort scores, durations: id -> seconds."""
-    return {"logdur": log_durations(used, durations, "durations"),
+    imposters = (mean, std) (U,) of their cohort scores, durations: id -> seconds
+    (read from dur_source, named in the error if one is missing)."""
+    return {"logdur": log_durations(used, durations, dur_source),
             "imp": imposters[0],
             "norm": np.linalg.norm(np.asarray(raw, dtype=np.float64), axis=1)}
 
@@ -303,13 +309,32 @@ def score_training_trials(*, enroll, test, labels, keys, raw, utt2spk, durations
 
 
 def eval_trial_set(*, enroll, test, labels, scores, keys, raw, cohort_mean, cohort, durations,
-                   top_n):
+                   top_n, dur_source="durations"):
     """TrialSet of an evaluation list whose scores (system -> (T,)) come from stage 4.
 
     keys (N,), raw (N, D): evaluation embeddings; cohort_mean (D,), cohort (C, D): as
-    build_cohort makes them from the training set; top_n None for S-norm."""
+    build_cohort makes them from the training set; top_n None for S-norm; dur_source: the
+    file the durations came from (for the error when one is missing)."""
     used, rows, ei, ti = _utterances(enroll, test, keys)
     emb = prepare(raw[rows], cohort_mean)
     imp = imposter_stats(emb, cohort, top_n)
-    per_utt = _quality(used, raw[rows], imp, durations)
+    per_utt = _quality(used, raw[rows], imp, durations, dur_source)
     return TrialSet(list(enroll), list(test), np.asarray(labels), ei, ti, dict(scores), per_utt)
+
+
+def score_eval_trials(*, enroll, test, labels, keys, raw, cohort_mean, cohort, durations,
+                      top_n, method="asnorm", dur_source="durations"):
+    """Score trials of a held-out set as stage 4 scores a test list -> TrialSet.
+
+    keys (N,), raw (N, D): the held-out embeddings, holding every trial utterance;
+    cohort_mean (D,), cohort (C, D): as build_cohort makes them from the training set;
+    top_n: AS-norm top N (None for S-norm). Scores: "raw_cosine" (no mean subtraction),
+    "cosine" (bin/score.py) and `method` (utils/scoring.score_norm, as bin/score_norm.py)."""
+    used, rows, ei, ti = _utterances(enroll, test, keys)
+    emb = prepare(raw[rows], cohort_mean)
+    cos = cosine_scores(emb, ei, ti)
+    scores = {"raw_cosine": cosine_scores(prepare(raw[rows]), ei, ti), "cosine": cos,
+              method: score_norm(cos, ei, ti, emb, cohort, method=method, top_n=top_n)}
+    return eval_trial_set(enroll=enroll, test=test, labels=labels, scores=scores, keys=keys,
+                          raw=raw, cohort_mean=cohort_mean, cohort=cohort, durations=durations,
+                          top_n=top_n, dur_source=dur_source)
