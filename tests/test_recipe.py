@@ -60,6 +60,16 @@ def test_stages_0_to_5_on_the_mini_corpus(tmp_path):
                    str(exp), "--top_n", "3")
     assert again.returncode == 0, again.stderr[-2000:]
     assert (exp / "scores" / f"{name}.score").read_text().splitlines() == lines
+    # Stage 6: large-margin fine-tuning from avg_model.pt, with its head, into EXP_lm.
+    lm = tiny_config(str(tmp_path / "lm.yaml"), model_args=dict(TINY_MODEL, input_dim=80),
+                     num_epochs=1, init_from="unused.pt", init_projection=True,
+                     projection_args={"project_type": "am_softmax", "margin": 0.5})
+    proc = recipe("--stage", "6", "--stop_stage", "6", "--data", str(data), "--exp_dir",
+                  str(exp), "--lm_config", lm, "--num_avg", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (tmp_path / "exp_lm" / "train.log").read_text()
+    assert f"initialized from {exp}/models/avg_model.pt: backbone, classification head" in log
+    assert (tmp_path / "exp_lm" / "models" / "avg_model.pt").exists()
 
 
 def test_stages_0_1_on_a_voxceleb_tree(tmp_path):

@@ -4,6 +4,9 @@ Single process:   python -m wespeaker_mfcon.bin.train --config C --exp_dir E --t
 Distributed:      torchrun --nproc_per_node N -m wespeaker_mfcon.bin.train ... (gloo on CPU,
                   NCCL with --device cuda, one process per GPU; multi-node via torchrun options)
 Any config value can be overridden: --num_epochs 2 --mfcon_args.weight 0.1
+Fine-tuning: --init_from exp/OTHER/models/avg_model.pt starts a fresh run from those weights
+(a new classification head for this data's speakers; --freeze_backbone_steps N trains only the
+heads for N steps; --init_projection true keeps the head, for the same speakers).
 The resolved config goes to E/config.yaml; checkpoints to E/models/; a killed run started
 again with the same command resumes from the latest checkpoint.
 """
@@ -23,8 +26,13 @@ def get_args(argv=None):
     parser.add_argument("--train_data", required=True,
                         help="Kaldi data dir with utt2spk and feats.scp (or wav.scp for raw)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--init_from", metavar="CKPT",
+                        help="start from this checkpoint's weights (sets the config key "
+                             "init_from; ignored when exp_dir already has checkpoints)")
     args, rest = parser.parse_known_args(argv)
     args.overrides = parse_overrides(rest)
+    if args.init_from is not None:
+        args.overrides["init_from"] = args.init_from
     return args
 
 

@@ -4,6 +4,8 @@
   -> prepare_batch: on-the-fly fbank (raw), per-utterance mean normalization, SpecAugment
   -> ModelWithHeads under autocast (amp bf16/fp16) -> loss -> backward -> optimizer step
   -> lr schedule step; the margin schedule is set from the global step before the forward.
+While global_step < freeze_backbone_steps (fine-tuning), the backbone's gradients are dropped
+before the optimizer step: only the heads learn.
 
 Checkpoints are the caller's business (run.py): run_epoch calls on_step after every step.
 """
@@ -44,6 +46,7 @@ class StepOptions:
     grad_clip: float = 0.0
     log_interval: int = 50
     is_main: bool = True                         # rank 0: logs and the progress bar
+    freeze_backbone_steps: int = 0               # steps 0..N-1 update only the heads
 
 
 class EpochRunner:
@@ -72,6 +75,8 @@ class EpochRunner:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+        if global_step < opts.freeze_backbone_steps:
+            self._drop_backbone_grads()
         if opts.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.net.parameters(), opts.grad_clip)
         if self.scaler is not None:
@@ -83,6 +88,13 @@ class EpochRunner:
         acc = (logits.argmax(-1) == labels).float().mean()
         return torch.stack([loss.detach().float(), loss_cls.float(), loss_mfcon.float(),
                             acc]).cpu()
+
+    def _drop_backbone_grads(self):
+        """Warm-up of a fine-tuning run: the optimizer skips parameters without a gradient,
+        so the backbone gets no update (no weight decay, no optimizer state) while the heads
+        learn. Gradients are still computed and all-reduced, so DDP sees every parameter."""
+        for p in unwrap(self.net).model.parameters():
+            p.grad = None
 
     def run_epoch(self, loader, epoch, global_step, on_step=None):
         """One pass over loader; on_step(global_step) is called after every step.
@@ -99,6 +111,8 @@ class EpochRunner:
                 logging.info("epoch %d step %d %s", epoch, global_step,
                              self.describe(totals / count))
             bar.set_postfix(loss=f"{stats[0]:.3f}", acc=f"{stats[3]:.3f}")
+            if self.opts.is_main and global_step == self.opts.freeze_backbone_steps:
+                logging.info("step %d: the backbone is unfrozen", global_step)
             if on_step is not None:
                 on_step(global_step)
         return global_step, (totals / max(count, 1))

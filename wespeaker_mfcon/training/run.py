@@ -2,6 +2,7 @@
 
   config + overrides --validate--> TrainConfig --> exp/NAME/config.yaml, spk2id
   builders --> ModelWithHeads, loader, optimizer, schedules --> resume from the newest checkpoint
+              (or, in a fresh run, the weights of init_from: finetune.py)
   for each epoch: EpochRunner.run_epoch (mid-epoch checkpoints every save_interval_steps)
                   --> replica check --> models/model_<epoch>.pt
 """
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from wespeaker_mfcon.dataset.dataset import load_spk2id
-from wespeaker_mfcon.training import builders, distributed
+from wespeaker_mfcon.training import builders, distributed, finetune
 from wespeaker_mfcon.training.checkpointing import Position, resume_latest, save_state
 from wespeaker_mfcon.training.loop import EpochRunner, StepOptions
 from wespeaker_mfcon.utils import checkpoint as ckpt
@@ -53,7 +54,7 @@ class TrainingRun:
     def __init__(self, config, exp_dir, train_data, device, overrides):
         self.rank, self.world, self.device = distributed.init_distributed(device)
         self.is_main = self.rank == 0
-        self.conf, spk2id = resolve_config(config, overrides, train_data)
+        self.conf, self.spk2id = resolve_config(config, overrides, train_data)
         conf = self.conf
         torch.manual_seed(conf.seed)
         np.random.seed(conf.seed)
@@ -61,11 +62,11 @@ class TrainingRun:
         if self.is_main:
             os.makedirs(self.models_dir, exist_ok=True)
             save_config(conf, os.path.join(exp_dir, "config.yaml"))
-            write_table(os.path.join(exp_dir, "spk2id"), sorted(spk2id.items()))
+            write_table(os.path.join(exp_dir, "spk2id"), sorted(self.spk2id.items()))
         self.net = builders.build_model_with_heads(conf).to(self.device)
         frontend = builders.build_frontend(conf, self.device)
-        self.loader, self.sampler = builders.build_loader(conf, train_data, spk2id, self.rank,
-                                                          self.world)
+        self.loader, self.sampler = builders.build_loader(conf, train_data, self.spk2id,
+                                                          self.rank, self.world)
         self.steps_per_epoch = self.sampler.num_global // self.world
         self.optimizer = builders.build_optimizer(conf, self.net.parameters())
         self.lr_scheduler = builders.build_lr_scheduler(conf, self.optimizer,
@@ -80,19 +81,33 @@ class TrainingRun:
             device=self.device, frontend=frontend,
             spec_aug_args=vars(ds.spec_aug_args) if ds.spec_aug else None,
             amp_dtype=builders.amp_dtype(conf, self.device), grad_clip=conf.grad_clip,
-            log_interval=conf.log_batch_interval, is_main=self.is_main)
+            log_interval=conf.log_batch_interval, is_main=self.is_main,
+            freeze_backbone_steps=conf.freeze_backbone_steps)
         self.runner = EpochRunner(self.net, self.optimizer, self.lr_scheduler, margin_scheduler,
                                   options)
 
     def resume(self):
-        """Load the newest checkpoint if there is one; returns where training stands."""
+        """Load the newest checkpoint if there is one, else init_from if given (after the
+        random initialization, which consumes the RNG as always); returns where training
+        stands."""
         position, path = resume_latest(self.models_dir, self.steps_per_epoch, net=self.net,
                                        optimizer=self.optimizer,
                                        lr_scheduler=self.lr_scheduler, device=self.device)
+        init_from = self.conf.init_from
+        summary = None
+        if path is None and init_from:
+            summary = finetune.initialize(self.net, self.conf, self.spk2id)
         if self.is_main:
             if path:
-                logging.info("resumed from %s (epoch %d, batch %d, step %d)", path,
-                             position.epoch, position.batch_in_epoch, position.step)
+                logging.info("resumed from %s (epoch %d, batch %d, step %d)%s", path,
+                             position.epoch, position.batch_in_epoch, position.step,
+                             f"; init_from {init_from} not used (a fresh run only)"
+                             if init_from else "")
+            if summary:
+                logging.info(summary)
+            if self.conf.freeze_backbone_steps > position.step:
+                logging.info("backbone frozen until step %d: only the heads learn",
+                             self.conf.freeze_backbone_steps)
             n_params = sum(p.numel() for p in self.net.model.parameters())
             logging.info("model %s: %.2f M parameters; %d classes; %d steps/epoch on %d "
                          "process(es)%s", self.conf.model, n_params / 1e6,

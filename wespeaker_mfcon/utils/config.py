@@ -265,6 +265,11 @@ class TrainConfig:
     grad_clip: float = 0.0              # max gradient norm; 0 = off
     log_batch_interval: int = 50
     save_interval_steps: int = 0        # mid-epoch checkpoints (0 = at epoch ends only)
+    # Fine-tuning (training/finetune.py); used only when a run starts, never on resume:
+    init_from: Optional[str] = None     # a training checkpoint or an averaged avg_model.pt
+    init_mfcon_heads: bool = True       # with init_from: its MFCon heads too, if both have them
+    init_projection: bool = False       # with init_from: its classification head (same speakers)
+    freeze_backbone_steps: int = 0      # with init_from: first N steps train only the heads
     # Written by training into exp/NAME/config.yaml (not set by hand):
     num_classes: Optional[int] = None   # speakers x speeds of the training data
     train_data: Optional[str] = None    # absolute path of the training data dir
@@ -274,6 +279,19 @@ class TrainConfig:
         _at_least(self, "log_batch_interval", 1), _at_least(self, "save_interval_steps", 0)
         if self.num_classes is not None:
             _at_least(self, "num_classes", 2)
+        self._check_finetuning()
+
+    def _check_finetuning(self):
+        _at_least(self, "freeze_backbone_steps", 0)
+        if self.init_from is not None and not self.init_from.strip():
+            raise ConfigError("init_from", "must be a checkpoint path or null, got ''")
+        if self.init_from is None:
+            if self.init_projection:
+                raise ConfigError("init_projection", "needs init_from (a checkpoint whose "
+                                                     "classification head to keep)")
+            if self.freeze_backbone_steps:
+                raise ConfigError("freeze_backbone_steps", "needs init_from (freezing a "
+                                  "randomly initialized backbone trains nothing useful)")
 
     # Derived values: computed here and nowhere else.
     @property
@@ -519,6 +537,7 @@ WESPEAKER_ALIASES = {
     ("model_args", "feat_dim"): "input_dim",
     ("model_args", "pooling_func"): "pooling",
     ((), "margin_update"): "margin_scheduler_args",
+    ((), "model_init"): "init_from",
 }
 
 

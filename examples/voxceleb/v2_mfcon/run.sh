@@ -24,6 +24,8 @@ mini_opts=""              # options of tools/make_mini_corpus.py
 musan_root=""             # local MUSAN and RIRS_NOISES copies -> data/aug/{noise,rir}.scp for
 rir_root=""               #   data_type: raw configs (the mini corpus gets a synthetic set)
 num_avg=3
+lm_config=conf/mfa_conformer_mfcon_small_lm.yaml  # stage 6 (large margin) -> ${exp_dir}_lm
+lm_opts=""                # stage 6 config overrides, e.g. "--num_epochs 2"
 score_norm_method=asnorm  # asnorm | snorm
 top_n=100
 
@@ -31,7 +33,11 @@ help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir 
   [--nj N] [--gpus 0,1] [--cpu_procs N] [--train_root DIR --test_root DIR --trials 'F1 F2']
   [--musan_root DIR] [--rir_root DIR] [--mini_opts '--num_train_spk 40 ...']
   [--num_avg N] [--score_norm_method asnorm|snorm] [--top_n N] [--train_opts '--key value']
-Stages: 0 data prep, 1 fbank, 2 train + average, 3 embeddings, 4 scoring, 5 ONNX export."
+  [--lm_config FILE] [--lm_opts '--key value']
+Stages: 0 data prep, 1 fbank, 2 train + average, 3 embeddings, 4 scoring, 5 ONNX export,
+  6 large-margin fine-tuning of EXP/models/avg_model.pt (--lm_config) into EXP_lm.
+Stages 3-5 of the fine-tuned model: $0 --exp_dir EXP_lm --stage 3 --stop_stage 5.
+Fine-tuning on other speakers: --train_opts '--init_from OTHER/models/avg_model.pt'."
 . tools/parse_options.sh
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
@@ -63,8 +69,10 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   done
 fi
 
-if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-  echo "stage 2: training ${config} -> ${exp_dir}"
+# train_and_average CONFIG EXP_DIR [TRAIN OPTIONS]: torchrun training, then checkpoint averaging
+train_and_average() {
+  local conf=$1 dir=$2 device nproc
+  shift 2
   if [ -n "${gpus}" ]; then
     device=cuda; nproc=$(echo ${gpus} | tr ',' '\n' | wc -l)
     export CUDA_VISIBLE_DEVICES=${gpus}
@@ -72,10 +80,14 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     device=cpu; nproc=${cpu_procs}
   fi
   torchrun ${torchrun_opts} --nproc_per_node=${nproc} -m wespeaker_mfcon.bin.train \
-    --config ${config} --exp_dir ${exp_dir} --train_data ${data}/train --device ${device} \
-    ${train_opts}
-  python -m wespeaker_mfcon.bin.average_model --models_dir ${exp_dir}/models \
-    --num ${num_avg} --dst ${exp_dir}/models/avg_model.pt
+    --config ${conf} --exp_dir ${dir} --train_data ${data}/train --device ${device} "$@"
+  python -m wespeaker_mfcon.bin.average_model --models_dir ${dir}/models \
+    --num ${num_avg} --dst ${dir}/models/avg_model.pt
+}
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+  echo "stage 2: training ${config} -> ${exp_dir}"
+  train_and_average ${config} ${exp_dir} ${train_opts}
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -97,6 +109,16 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   echo "stage 5: ONNX export"
   python -m wespeaker_mfcon.bin.export_onnx --exp_dir ${exp_dir} \
     --checkpoint ${exp_dir}/models/avg_model.pt --output ${exp_dir}/models/avg_model.onnx
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  # Large-margin fine-tuning: a normal training run started from the averaged model (with its
+  # classification head: init_projection in the config) into a new exp dir; stages 3-5 take it
+  # as they are: bash run.sh --exp_dir ${exp_dir}_lm --stage 3 --stop_stage 5
+  echo "stage 6: large-margin fine-tuning ${lm_config}: ${exp_dir} -> ${exp_dir}_lm"
+  train_and_average ${lm_config} ${exp_dir}_lm \
+    --init_from ${exp_dir}/models/avg_model.pt ${lm_opts}
+  echo "stage 6: done; its stages 3-5: $0 --exp_dir ${exp_dir}_lm --stage 3 --stop_stage 5"
 fi
 
 if [ ${stop_stage} -ge 4 ] && [ -f ${exp_dir}/scores/results.json ]; then
