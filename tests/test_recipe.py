@@ -70,6 +70,17 @@ def test_stages_0_to_5_on_the_mini_corpus(tmp_path):
     log = (tmp_path / "exp_lm" / "train.log").read_text()
     assert f"initialized from {exp}/models/avg_model.pt: backbone, classification head" in log
     assert (tmp_path / "exp_lm" / "models" / "avg_model.pt").exists()
+    # Stage 7: calibration on a held-out set (here the test dir itself, only to drive the
+    # path: extraction into EXP/embeddings/cal, calibrate.sh, the table with Cllr).
+    proc = recipe("--stage", "7", "--stop_stage", "7", "--data", str(data), "--exp_dir",
+                  str(exp), "--top_n", "3", "--cal_data", str(data / "test"),
+                  "--cal_opts", "--num_trials 60")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(dict(kaldiio.load_scp(str(exp / "embeddings" / "cal" / "xvector.scp")))) == 24
+    results = json.loads((exp / "scores" / "results.json").read_text())[name]
+    assert {"cosine_plain", "asnorm_qmf"} <= set(results)
+    assert 0.0 <= results["asnorm_qmf"]["cllr"] and "Cllr" in proc.stdout
+    assert json.loads((exp / "calibration.json").read_text())["score"] == "raw_cosine"
 
 
 def test_stages_0_1_on_a_voxceleb_tree(tmp_path):

@@ -28,14 +28,18 @@ lm_config=conf/mfa_conformer_mfcon_small_lm.yaml  # stage 6 (large margin) -> ${
 lm_opts=""                # stage 6 config overrides, e.g. "--num_epochs 2"
 score_norm_method=asnorm  # asnorm | snorm
 top_n=100
+cal_data=""               # stage 7: a held-out data dir (with feats.scp) to calibrate on;
+                          #   empty = trials drawn from the training set
+cal_opts=""               # more options of local/calibrate.sh, e.g. "--num_trials 20000"
 
 help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir DIR] [--data DIR]
   [--nj N] [--gpus 0,1] [--cpu_procs N] [--train_root DIR --test_root DIR --trials 'F1 F2']
   [--musan_root DIR] [--rir_root DIR] [--mini_opts '--num_train_spk 40 ...']
   [--num_avg N] [--score_norm_method asnorm|snorm] [--top_n N] [--train_opts '--key value']
-  [--lm_config FILE] [--lm_opts '--key value']
+  [--lm_config FILE] [--lm_opts '--key value'] [--cal_data DIR] [--cal_opts '--key value']
 Stages: 0 data prep, 1 fbank, 2 train + average, 3 embeddings, 4 scoring, 5 ONNX export,
-  6 large-margin fine-tuning of EXP/models/avg_model.pt (--lm_config) into EXP_lm.
+  6 large-margin fine-tuning of EXP/models/avg_model.pt (--lm_config) into EXP_lm,
+  7 score calibration (after stage 4; on --cal_data, else on training-set trials).
 Stages 3-5 of the fine-tuned model: $0 --exp_dir EXP_lm --stage 3 --stop_stage 5.
 Fine-tuning on other speakers: --train_opts '--init_from OTHER/models/avg_model.pt'."
 . tools/parse_options.sh
@@ -119,6 +123,19 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   train_and_average ${lm_config} ${exp_dir}_lm \
     --init_from ${exp_dir}/models/avg_model.pt ${lm_opts}
   echo "stage 6: done; its stages 3-5: $0 --exp_dir ${exp_dir}_lm --stage 3 --stop_stage 5"
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+  echo "stage 7: score calibration ${cal_data:+on ${cal_data}}"
+  cal_args=""
+  if [ -n "${cal_data}" ]; then
+    bash extract.sh --model ${exp_dir}/models/avg_model.pt --feats_scp ${cal_data}/feats.scp \
+      --out_dir ${exp_dir}/embeddings/cal --nj ${nj} --gpus "${gpus}"
+    cal_args="--cal_data ${cal_data} --cal_embeddings ${exp_dir}/embeddings/cal/xvector.scp"
+  fi
+  trial_names=$(cd ${data}/test/trials && ls *.kaldi | sed 's/\.kaldi$//' | tr '\n' ' ')
+  bash local/calibrate.sh --exp_dir ${exp_dir} --data ${data} --trials "${trial_names}" \
+    --score_norm_method ${score_norm_method} --top_n ${top_n} ${cal_args} ${cal_opts}
 fi
 
 if [ ${stop_stage} -ge 4 ] && [ -f ${exp_dir}/scores/results.json ]; then
