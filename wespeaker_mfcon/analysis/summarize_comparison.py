@@ -281,7 +281,7 @@ def build_summary(runs, baseline):
 
 # ----------------------------------------------------------------------------- report
 
-def _pm(stat, fmt):
+def plus_minus(stat, fmt):
     if stat is None:
         return "–"
     if stat["std"] is None:
@@ -334,8 +334,8 @@ def format_markdown(summary):
                 else:
                     rel_s = "–" if rel is None else f"{rel:+.2f}"
                     flag = _flag(eer.get("exceeds_spread"))
-                row = [v, system, str(eer["n"]), _pm(eer, ".3f"), rel_s, flag]
-                row += [_pm(ms.get(k), ".4f") for k in dcf_keys]
+                row = [v, system, str(eer["n"]), plus_minus(eer, ".3f"), rel_s, flag]
+                row += [plus_minus(ms.get(k), ".4f") for k in dcf_keys]
                 lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     blocks = {v: info["block_eer"] for v, info in variants.items() if info["block_eer"]}
@@ -350,8 +350,8 @@ def format_markdown(summary):
         for v, b in blocks.items():
             by_k = {x["block"]: x for x in b["blocks"]}
             n = max(x["n"] for x in b["blocks"])
-            row = [v, str(n)] + [_pm(by_k.get(k), ".2f") for k in ks]
-            row.append(_pm(b["embedding"], ".2f"))
+            row = [v, str(n)] + [plus_minus(by_k.get(k), ".2f") for k in ks]
+            row.append(plus_minus(b["embedding"], ".2f"))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
