@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from wespeaker_mfcon.inference import load_model
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.cli import probability, run_main
 
 
 def get_args(argv=None):
@@ -29,7 +29,7 @@ def get_args(argv=None):
     embed.add_argument("--out", help="save a (N, E) .npy instead of printing")
     compare = sub.add_parser("compare", help="same speaker or not: LLR (calibrated) or cosine")
     compare.add_argument("wavs", nargs=2)
-    compare.add_argument("--p_target", type=_probability, default=0.01,
+    compare.add_argument("--p_target", type=probability, default=0.01,
                          help="prior of a target trial for the Bayes decision (default 0.01)")
     compare.add_argument("--threshold", type=float, default=None,
                          help="decide at this threshold instead (on the LLR when calibrated, "
@@ -38,13 +38,6 @@ def get_args(argv=None):
         p.add_argument("--model", required=True, help="exp dir, .pt or .onnx")
         p.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
-
-
-def _probability(value):
-    p = float(value)
-    if not 0.0 < p < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
-    return p
 
 
 def main(argv=None):

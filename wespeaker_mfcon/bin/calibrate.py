@@ -46,7 +46,7 @@ import numpy as np
 from wespeaker_mfcon import calibration as cal
 from wespeaker_mfcon import calibration_trials as ctrials
 from wespeaker_mfcon.bin.compute_metrics import format_table, merge_results
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.cli import probability, run_main
 from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings, load_utt2spk
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
@@ -54,13 +54,6 @@ from wespeaker_mfcon.utils.scoring import (NORM_METHODS, clamp_top_n, read_score
                                            trial_indices, trial_name, write_scores)
 
 log = logging.getLogger("calibrate")
-
-
-def _unit_interval(v):
-    x = float(v)
-    if not 0.0 < x < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {v}")
-    return x
 
 
 def _at_least(n):
@@ -85,11 +78,11 @@ def get_parser():
     p.add_argument("--top_n", type=_at_least(2), default=300,
                    help="AS-norm top N, as in stage 4 (clamped to the cohort size)")
     p.add_argument("--num_trials", type=_at_least(2), default=20000)
-    p.add_argument("--target_fraction", type=_unit_interval, default=0.5)
+    p.add_argument("--target_fraction", type=probability, default=0.5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--p_train", type=_unit_interval, default=0.5,
+    p.add_argument("--p_train", type=probability, default=0.5,
                    help="effective target prior of the logistic-regression objective")
-    p.add_argument("--p_target", type=_unit_interval, nargs="+", default=[0.01, 0.05],
+    p.add_argument("--p_target", type=probability, nargs="+", default=[0.01, 0.05],
                    help="priors of minDCF and actual DCF")
     p.add_argument("--qmf_features", nargs="+", choices=ctrials.FEATURES,
                    default=list(ctrials.QMF_DEFAULT), help="features of the <system>_qmf models")

@@ -23,20 +23,13 @@ import logging
 import os
 from contextlib import contextmanager
 
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.cli import probability, run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
 from wespeaker_mfcon.utils.metrics import act_dcf_key, dcf_key, evaluate
 from wespeaker_mfcon.utils.scoring import parse_score_name, read_scores, trial_name
 
 log = logging.getLogger("compute_metrics")
-
-
-def _p_target(v):
-    x = float(v)
-    if not 0.0 < x < 1.0:
-        raise argparse.ArgumentTypeError(f"p_target must be in (0, 1), got {v}")
-    return x
 
 
 def get_parser():
@@ -46,7 +39,7 @@ def get_parser():
     p.add_argument("--out_dir", help="where .result, results.json, det.png go")
     p.add_argument("--show", metavar="RESULTS_JSON",
                    help="only print the table of an existing results.json")
-    p.add_argument("--p_target", type=_p_target, nargs="+", default=[0.01, 0.05])
+    p.add_argument("--p_target", type=probability, nargs="+", default=[0.01, 0.05])
     p.add_argument("--c_miss", type=float, default=1.0)
     p.add_argument("--c_fa", type=float, default=1.0)
     p.add_argument("--no_det", dest="det", action="store_false",

@@ -1,5 +1,6 @@
 """Entry-point glue: bad input becomes one line on stderr and exit status 1."""
 
+import argparse
 import logging
 import sys
 
@@ -19,3 +20,11 @@ def run_main(main, argv=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def probability(value):
+    """argparse type: a float strictly between 0 and 1 (a prior, a fraction)."""
+    x = float(value)
+    if not 0.0 < x < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return x

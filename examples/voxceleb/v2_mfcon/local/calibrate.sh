@@ -42,10 +42,7 @@ for f in "$exp_dir/embeddings/train/xvector.scp" "$exp_dir/embeddings/test/xvect
   [ -f "$f" ] || { echo "$0: missing $f (run stages 0-4 first)" >&2; exit 1; }
 done
 
-if [ -z "$trials" ]; then
-  trials=$(ls "$data"/test/trials/*.kaldi 2>/dev/null | xargs -r -n1 basename | sed 's/\.kaldi$//' | tr '\n' ' ')
-  [ -n "$trials" ] || { echo "$0: no trial lists in $data/test/trials/" >&2; exit 1; }
-fi
+[ -n "$trials" ] || trials=$(tools/trial_names.sh "$data")
 names=()
 for t in $trials; do
   n=$(basename "$t"); n=${n%.kaldi}

@@ -34,10 +34,7 @@ for f in "$eval_scp" "$cohort_scp" "$utt2spk"; do
   [ -f "$f" ] || { echo "$0: missing $f (run the earlier stages first)" >&2; exit 1; }
 done
 
-if [ -z "$trials" ]; then
-  trials=$(ls "$data"/test/trials/*.kaldi 2>/dev/null | xargs -r -n1 basename | sed 's/\.kaldi$//' | tr '\n' ' ')
-  [ -n "$trials" ] || { echo "$0: no trial lists in $data/test/trials/" >&2; exit 1; }
-fi
+[ -n "$trials" ] || trials=$(tools/trial_names.sh "$data")
 trial_files=()
 names=()
 for t in $trials; do
