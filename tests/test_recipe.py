@@ -106,3 +106,17 @@ def test_partial_roots_are_refused(tmp_path):
     proc = recipe("--stage", "0", "--stop_stage", "0", "--data", str(tmp_path / "d"),
                   "--train_root", str(tmp_path))
     assert proc.returncode != 0 and "give all of --train_root" in proc.stderr
+
+
+def test_a_config_mistake_in_stage_2_is_one_line_not_a_launcher_traceback(tmp_path):
+    from train_utils import make_feats_dir
+
+    make_feats_dir(str(tmp_path / "data" / "train"), num_spk=4, utts=3)
+    conf = tiny_config(str(tmp_path / "tiny.yaml"))
+    proc = recipe("--stage", "2", "--stop_stage", "2", "--data", str(tmp_path / "data"),
+                  "--exp_dir", str(tmp_path / "exp"), "--config", conf,
+                  "--train_opts", "--mfcon_args.wieght 0.01")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("error: override --mfcon_args.wieght: unknown key "
+                                   "(did you mean 'weight'?)")
+    assert not (tmp_path / "exp" / "models").exists()

@@ -9,11 +9,14 @@ Fine-tuning: --init_from exp/OTHER/models/avg_model.pt starts a fresh run from t
 heads for N steps; --init_projection true keeps the head, for the same speakers).
 The resolved config goes to E/config.yaml; checkpoints to E/models/; a killed run started
 again with the same command resumes from the latest checkpoint.
+--check_only validates the config, its overrides and the training data tables and exits:
+run.sh does it before torchrun, so that a mistake is one line rather than a launcher traceback.
 """
 
 import argparse
 
-from wespeaker_mfcon.training.run import train
+from wespeaker_mfcon.training.builders import build_loader
+from wespeaker_mfcon.training.run import resolve_config, train
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.config import parse_overrides
 
@@ -29,6 +32,8 @@ def get_args(argv=None):
     parser.add_argument("--init_from", metavar="CKPT",
                         help="start from this checkpoint's weights (sets the config key "
                              "init_from; ignored when exp_dir already has checkpoints)")
+    parser.add_argument("--check_only", action="store_true",
+                        help="validate config, overrides and training data, then exit")
     args, rest = parser.parse_known_args(argv)
     args.overrides = parse_overrides(rest)
     if args.init_from is not None:
@@ -36,8 +41,18 @@ def get_args(argv=None):
     return args
 
 
+def check_only(args):
+    conf, spk2id = resolve_config(args.config, args.overrides, args.train_data)
+    _, sampler = build_loader(conf, args.train_data, spk2id, rank=0, world_size=1)
+    print(f"{args.config}: OK; {len(spk2id)} speakers, {conf.num_classes} classes, "
+          f"{sampler.num_global} batches of {conf.batch_size} per epoch (one process)")
+
+
 def main(argv=None):
     args = get_args(argv)
+    if args.check_only:
+        check_only(args)
+        return
     train(args.config, args.exp_dir, args.train_data, device=args.device,
           overrides=args.overrides)
 

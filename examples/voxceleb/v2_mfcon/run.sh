@@ -20,6 +20,8 @@ train_opts=""             # config overrides, e.g. "--num_epochs 2 --mfcon_args.
 train_root=""             # VoxCeleb-layout training tree; all three empty = mini corpus
 test_root=""
 trials=""                 # VoxCeleb-format trial lists (space-separated)
+on_bad_audio=error        # stage 0, a bad audio file: error (stop; list in data/SET.bad_audio.txt)
+                          #   | skip (leave it out; list in data/SET/bad_audio.txt)
 mini_opts=""              # options of tools/make_mini_corpus.py
 musan_root=""             # local MUSAN and RIRS_NOISES copies -> data/aug/{noise,rir}.scp for
 rir_root=""               #   data_type: raw configs (the mini corpus gets a synthetic set)
@@ -34,7 +36,8 @@ cal_opts=""               # more options of local/calibrate.sh, e.g. "--num_tria
 
 help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir DIR] [--data DIR]
   [--nj N] [--gpus 0,1] [--cpu_procs N] [--train_root DIR --test_root DIR --trials 'F1 F2']
-  [--musan_root DIR] [--rir_root DIR] [--mini_opts '--num_train_spk 40 ...']
+  [--on_bad_audio error|skip] [--musan_root DIR] [--rir_root DIR]
+  [--mini_opts '--num_train_spk 40 ...']
   [--num_avg N] [--score_norm_method asnorm|snorm] [--top_n N] [--train_opts '--key value']
   [--lm_config FILE] [--lm_opts '--key value'] [--cal_data DIR] [--cal_opts '--key value']
 Stages: 0 data prep, 1 fbank, 2 train + average, 3 embeddings, 4 scoring, 5 ONNX export,
@@ -57,7 +60,8 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     exit 1
   fi
   python -m wespeaker_mfcon.bin.prepare_data --train_root "${train_root}" \
-    --test_root "${test_root}" --trials ${trials} --data "${data}"
+    --test_root "${test_root}" --trials ${trials} --data "${data}" --nj ${nj} \
+    --on_bad_audio ${on_bad_audio}
   if [ -n "${musan_root}${rir_root}" ]; then
     python -m wespeaker_mfcon.bin.prepare_aug_lists ${musan_root:+--musan_root ${musan_root}} \
       ${rir_root:+--rir_root ${rir_root}} --out_dir ${data}/aug
@@ -83,6 +87,9 @@ train_and_average() {
   else
     device=cpu; nproc=${cpu_procs}
   fi
+  # a config or data mistake is one line here, not a launcher traceback
+  python -m wespeaker_mfcon.bin.train --check_only --config ${conf} --exp_dir ${dir} \
+    --train_data ${data}/train "$@"
   torchrun ${torchrun_opts} --nproc_per_node=${nproc} -m wespeaker_mfcon.bin.train \
     --config ${conf} --exp_dir ${dir} --train_data ${data}/train --device ${device} "$@"
   python -m wespeaker_mfcon.bin.average_model --models_dir ${dir}/models \
