@@ -1,4 +1,3 @@
-import shutil
 import subprocess
 import sys
 
@@ -75,13 +74,78 @@ def test_rerun_replaces_a_previous_dir_completely(vox_tree, tmp_path):
     assert not (out / "stale").exists() and (out / "wav.scp").exists()
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is not None, reason="ffmpeg is installed")
-def test_m4a_without_ffmpeg_says_so(tmp_path):
+def test_m4a_without_ffmpeg_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "no_bin"))  # no ffmpeg on PATH ...
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # ... nor from PyPI
     root = tmp_path / "vox2"
     (root / "id00001" / "v").mkdir(parents=True)
     (root / "id00001" / "v" / "00001.m4a").write_bytes(b"\0" * 100)
-    with pytest.raises(UserError, match="ffmpeg is not installed"):
+    with pytest.raises(UserError, match="ffmpeg is not installed") as err:
         prepare_sets([(str(root), str(tmp_path / "train"), ())])
+    assert str(err.value).startswith(str(root / "id00001" / "v" / "00001.m4a"))
+    assert "imageio-ffmpeg" in str(err.value) and not (tmp_path / "train").exists()
+
+
+def _tree_with_bad_file(tmp_path):
+    root = tmp_path / "vox"
+    write_tree(str(root), speakers=2, videos=1, utts=2, seconds=0.3)
+    bad = root / "id10001" / "vid0" / "00002.wav"
+    bad.write_bytes(b"RIFF garbage not audio")
+    return root, bad
+
+
+def test_bad_audio_error_reads_everything_then_stops_with_the_list(tmp_path):
+    root, bad = _tree_with_bad_file(tmp_path)
+    (root / "id10000" / "vid0" / "00003.wav").write_bytes(b"")
+    out = tmp_path / "data" / "train"
+    with pytest.raises(UserError) as err:
+        prepare_sets([(str(root), str(out), ())], nj=2)
+    message = str(err.value)
+    listed = tmp_path / "data" / "train.bad_audio.txt"
+    assert message.startswith(f"{root / 'id10000' / 'vid0' / '00003.wav'}: ")
+    assert "bad audio files: 2 of 5" in message and str(listed) in message
+    assert "\n" not in message and not out.exists()
+    rows = read_table(str(listed), min_fields=3)
+    assert [(u, f[0]) for u, f in rows] == [
+        ("id10000/vid0/00003", str(root / "id10000" / "vid0" / "00003.wav")),
+        ("id10001/vid0/00002", str(bad))]
+    assert "unreadable" in " ".join(rows[1][1][1:])
+    bad.unlink()
+    (root / "id10000" / "vid0" / "00003.wav").unlink()
+    prepare_sets([(str(root), str(out), ())])  # fixed: the stale list goes
+    assert not listed.exists() and len(read_scp(out / "wav.scp")) == 3
+
+
+def test_bad_audio_skip_leaves_it_out_and_lists_it(tmp_path, caplog):
+    root, bad = _tree_with_bad_file(tmp_path)
+    out = tmp_path / "data" / "train"
+    prepare_sets([(str(root), str(out), ())], nj=2, on_bad_audio="skip")
+    assert sorted(read_scp(out / "wav.scp")) == [
+        "id10000/vid0/00001", "id10000/vid0/00002", "id10001/vid0/00001"]
+    assert sorted(read_scp(out / "utt2dur")) == sorted(read_scp(out / "wav.scp"))
+    assert dict(read_table(out / "spk2utt"))["id10001"] == ["id10001/vid0/00001"]
+    rows = read_table(str(out / "bad_audio.txt"), min_fields=3)
+    assert [(u, f[0]) for u, f in rows] == [("id10001/vid0/00002", str(bad))]
+    assert "skipped 1 of 4" in caplog.text and str(bad) in caplog.text
+
+
+def test_skipped_file_named_by_a_trial_is_an_error(tmp_path):
+    root, bad = _tree_with_bad_file(tmp_path)
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 id10001/vid0/00001.wav id10001/vid0/00002.wav\n")
+    with pytest.raises(UserError, match="cannot be skipped") as err:
+        prepare_sets([(str(root), str(tmp_path / "test"), [str(trials)])], on_bad_audio="skip")
+    assert str(err.value).startswith(f"{bad}: ") and not (tmp_path / "test").exists()
+
+
+def test_output_does_not_depend_on_nj(vox_tree, tmp_path):
+    root, trials, _, _ = vox_tree
+    texts = []
+    for nj in (1, 3):
+        out = tmp_path / f"nj{nj}"
+        prepare_sets([(root, str(out), [trials])], nj=nj)
+        texts.append({p.name: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert texts[0] == texts[1] and len(texts[0]) == 5
 
 
 def test_duplicate_ids_in_a_table_name_the_line(tmp_path):

@@ -8,13 +8,36 @@ Kaldi tables are "key value" lines split on whitespace, so a name that holds whi
 kind: space, tab, newline, no-break space...), a control character or undecodable bytes cannot
 go into one: stage 0 refuses such a tree with one error naming the path, before writing anything.
 Every tree and trial list is checked, and every file measured, before any data dir is written.
+
+At VoxCeleb2 scale (1.1 M files) the audio pass runs in `nj` processes with a progress bar, and
+its result is in sorted utterance order whatever nj is. In it, each .m4a is converted with
+ffmpeg (from PATH, else the binary of the imageio-ffmpeg package) to 16 kHz mono
+<data>/wav_m4a/<set>/<utt>.wav through atomic_path, so a wav there is complete: a killed run
+started again reuses every wav already there (the log counts converted and reused files) and
+converts only the rest; a temporary left by the kill is never taken for a converted file. Then
+every file's header is read for utt2dur.
+
+One unreadable file among a million (undecodable, empty, truncated, ffmpeg failure) is never
+passed over silently. on_bad_audio='error' (the default): the whole set is still read, then
+stage 0 stops with one error naming the first bad file and the count, every bad file listed in
+<data>/<set>.bad_audio.txt ("utt path reason"), and no data dir written. 'skip': the data dir is
+written without them, they are listed in <data>/<set>/bad_audio.txt and a warning gives the
+count; a file named by a trial list cannot be skipped (the evaluation list stays complete).
 """
 
+import collections
+import contextlib
+import functools
+import glob
 import logging
+import multiprocessing
 import os
 import shutil
 import subprocess
 import unicodedata
+from concurrent.futures import ProcessPoolExecutor
+
+from tqdm import tqdm
 
 from wespeaker_mfcon.utils.audio import audio_info
 from wespeaker_mfcon.utils.errors import UserError
@@ -187,30 +210,116 @@ def scan_tree(root):
     return utt_paths
 
 
-# ---------------------------------------------------------------- audio
+# ---------------------------------------------------------------- audio: conversion, durations
 
-def convert_m4a(utt_paths, wav_dir):
-    """Convert .m4a entries to 16 kHz mono wav under wav_dir with ffmpeg (each file atomic)."""
-    todo = [(u, p) for u, p in utt_paths if p.lower().endswith(".m4a")]
-    if not todo:
-        return utt_paths
-    if shutil.which("ffmpeg") is None:
-        raise UserError(f"found {len(todo)} .m4a files (first: {shown(todo[0][1])}) but ffmpeg "
-                        "is not installed; install ffmpeg or convert them to wav")
-    check_root_path(wav_dir, what="data dir")  # the converted wavs go into wav.scp
-    converted = {}
-    for utt, src in todo:
-        dst = os.path.join(wav_dir, utt + ".wav")
-        if not os.path.exists(dst):
-            with atomic_path(dst) as tmp:
-                proc = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i",
-                                       src, "-ac", "1", "-ar", "16000", tmp],
-                                      capture_output=True, text=True)
-                if proc.returncode != 0:
-                    error = " ".join(proc.stderr.split())[:200]
-                    raise UserError(f"{shown(src)}: ffmpeg failed: {error}")
-        converted[utt] = dst
-    return [(u, converted.get(u, p)) for u, p in utt_paths]
+BAD_AUDIO_MODES = ("error", "skip")
+
+
+def find_ffmpeg():
+    """ffmpeg on PATH, else the binary the imageio-ffmpeg package ships; None if neither."""
+    path = shutil.which("ffmpeg")
+    if path:
+        return path
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError, OSError):
+        return None
+
+
+def _remove_leftovers(dst):
+    """Delete temporaries of dst that a killed run left (atomic_path names them .tmp_<name>.*);
+    they are never taken for a converted file, this only frees their space."""
+    head, base = os.path.split(dst)
+    for tmp in glob.glob(os.path.join(glob.escape(head), glob.escape(f".tmp_{base}.") + "*")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def _ffmpeg_to_wav(ffmpeg, src, dst):
+    """src -> 16 kHz mono 16-bit wav at dst, through atomic_path: dst exists only complete."""
+    _remove_leftovers(dst)
+    with atomic_path(dst) as tmp:
+        proc = subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", src, "-vn",
+                               "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", tmp],
+                              capture_output=True, text=True, errors="replace")
+        if proc.returncode != 0:
+            error = " ".join(proc.stderr.split())[:200] or f"exit status {proc.returncode}"
+            raise UserError(f"{shown(src)}: ffmpeg failed: {error}")
+
+
+def _m4a_wav(src, dst, ffmpeg):
+    """(duration, 'reused' | 'converted') of the wav at dst converted from src.
+
+    A wav at dst newer than src was written whole by an earlier run (atomically), so it is
+    reused; one older than src, or whose header does not check out (not written by this
+    stage), is converted again.
+    """
+    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+        with contextlib.suppress(UserError):
+            return audio_duration(dst), "reused"
+    _ffmpeg_to_wav(ffmpeg, src, dst)
+    try:
+        return audio_duration(dst), "converted"
+    except UserError as e:
+        raise UserError(f"{shown(src)}: converted to {e}") from None
+
+
+def _measure_one(item, ffmpeg=None):
+    """One file, in a worker: (utt, path, duration, how, '') with how 'read', 'converted' or
+    'reused', or (utt, source, None, 'bad', one-line reason naming the source)."""
+    utt, src, dst = item
+    try:
+        if dst is None:
+            return utt, src, audio_duration(src), "read", ""
+        duration, how = _m4a_wav(src, dst, ffmpeg)
+        return utt, dst, duration, how, ""
+    except UserError as e:
+        return utt, src, None, "bad", str(e)
+    except OSError as e:  # vanished or unreadable since the scan, ffmpeg not runnable
+        return utt, src, None, "bad", f"{shown(src)}: {e.strerror or e}"
+
+
+def _parallel_map(fn, items, nj, desc):
+    """[fn(x) for x in items] in nj processes, in input order whatever nj, with a progress bar."""
+    nj = max(1, min(nj, len(items)))
+    pool, results = None, map(fn, items)
+    if nj > 1:
+        pool = ProcessPoolExecutor(max_workers=nj, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(fn, items, chunksize=max(1, min(64, len(items) // (4 * nj))))
+    out = []
+    try:
+        with tqdm(total=len(items), desc=desc, unit="file", disable=None, mininterval=2) as bar:
+            for result in results:
+                out.append(result)
+                bar.update(1)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return out
+
+
+def measure_audio(utt_paths, wav_dir, nj=1, desc="audio"):
+    """[(utt, path, duration, how, problem)] in utt_paths order (see _measure_one), in nj
+    processes: .m4a converted to wav_dir/<utt>.wav (reused when there), every header read."""
+    todo = [p for _, p in utt_paths if p.lower().endswith(".m4a")]
+    ffmpeg = None
+    if todo:
+        ffmpeg = find_ffmpeg()
+        if ffmpeg is None:
+            raise UserError(f"{shown(todo[0])}: .m4a file ({len(todo)} in all) but ffmpeg is not "
+                            "installed; put ffmpeg on PATH, pip install imageio-ffmpeg, or "
+                            "convert them to wav")
+        check_root_path(wav_dir, what="data dir")  # the converted wavs go into wav.scp
+    items = [(u, p, os.path.join(wav_dir, u + ".wav") if p.lower().endswith(".m4a") else None)
+             for u, p in utt_paths]
+    results = _parallel_map(functools.partial(_measure_one, ffmpeg=ffmpeg), items, nj, desc)
+    counts = collections.Counter(how for _, _, _, how, _ in results)
+    if todo:
+        done = counts["converted"] + counts["reused"]
+        logging.info(f"{wav_dir}: {len(todo)} .m4a files: {counts['converted']} converted, "
+                     f"{counts['reused']} reused from an earlier run, {len(todo) - done} bad")
+    return results
 
 
 def audio_duration(path):
@@ -222,16 +331,55 @@ def audio_duration(path):
     return frames / sample_rate
 
 
+def split_bad_audio(results, out_dir, on_bad_audio="error"):
+    """(good [(utt, path, duration)], bad rows [(utt, [source, reason])]) of measure_audio's
+    results. 'error': any bad file stops here, listed in <out_dir>.bad_audio.txt; 'skip': the
+    caller writes them to <out_dir>/bad_audio.txt. Either way a warning or an error says so."""
+    good = [(u, p, d) for u, p, d, how, _ in results if how != "bad"]
+    bad = [(u, p, why) for u, p, _, how, why in results if how == "bad"]
+    rows = [(u, [p, why[len(shown(p)) + 2:] if why.startswith(f"{shown(p)}: ") else why])
+            for u, p, why in bad]
+    list_path = out_dir + ".bad_audio.txt"
+    if bad and on_bad_audio == "error":
+        write_table(list_path, rows)
+        raise UserError(f"{bad[0][2]} (bad audio files: {len(bad)} of {len(results)}, all "
+                        f"listed in {shown(list_path)}; fix or remove them, or skip them with "
+                        "--on_bad_audio skip)")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(list_path)  # from an earlier failed run
+    if len(bad) == len(results):
+        raise UserError(f"{bad[0][2]} (and every other one of the {len(results)} audio files "
+                        "is bad too; nothing to prepare)")
+    if bad:
+        listed = os.path.join(out_dir, "bad_audio.txt")
+        logging.warning(f"{out_dir}: skipped {len(bad)} of {len(results)} audio files that are "
+                        f"bad (--on_bad_audio skip), listed in {listed}; first: {bad[0][2]}")
+    return good, rows
+
+
+def refuse_trials_on_bad(trial_tables, bad_rows):
+    """A skipped file must not be named by a trial list: evaluation lists stay complete."""
+    bad = dict(bad_rows)
+    for name, rows in trial_tables.items():
+        for enroll, (test, _) in rows:
+            for utt in (enroll, test):
+                if utt in bad:
+                    src, why = bad[utt]
+                    raise UserError(f"{shown(src)}: {why}; it cannot be skipped because "
+                                    f"{name} names {utt!r}: fix or replace the file, or "
+                                    "remove its trials")
+
+
 # ---------------------------------------------------------------- tables
 
-def data_dir_tables(utt_paths):
-    """{file name: rows} of wav.scp, utt2spk, spk2utt, utt2dur for [(utt, path)]."""
-    wav_scp = [(u, check_root_path(p, what="file")) for u, p in utt_paths]
-    utt2spk = [(u, u.split("/")[0]) for u, _ in utt_paths]
+def data_dir_tables(measured):
+    """{file name: rows} of wav.scp, utt2spk, spk2utt, utt2dur for [(utt, path, duration)]."""
+    wav_scp = [(u, check_root_path(p, what="file")) for u, p, _ in measured]
+    utt2spk = [(u, u.split("/")[0]) for u, _, _ in measured]
     spk2utt = {}
     for utt, spk in utt2spk:
         spk2utt.setdefault(spk, []).append(utt)
-    durations = [(u, f"{audio_duration(p):.3f}") for u, p in utt_paths]
+    durations = [(u, f"{d:.3f}") for u, _, d in measured]
     return {"wav.scp": wav_scp, "utt2spk": utt2spk, "spk2utt": sorted(spk2utt.items()),
             "utt2dur": durations}
 
@@ -308,12 +456,20 @@ def scan_set(root, out_dir, trials=()):
     return utt_paths, {out: convert_trials(path, utts, root) for out, path in table_names.items()}
 
 
-def measure_set(utt_paths, trial_tables, out_dir):
+def measure_set(utt_paths, trial_tables, out_dir, nj=1, on_bad_audio="error"):
     """{file in the data dir: rows}, converting .m4a (cached under <data>/wav_m4a/<set>) and
-    reading every file's duration. Writes no data dir."""
+    reading every file's duration in nj processes. Writes no data dir; bad audio is handled
+    as split_bad_audio says (skip: listed in the data dir's bad_audio.txt)."""
     out_dir = os.path.normpath(os.path.abspath(out_dir))
     wav_dir = os.path.join(os.path.dirname(out_dir), "wav_m4a", os.path.basename(out_dir))
-    return {**data_dir_tables(convert_m4a(utt_paths, wav_dir)), **trial_tables}
+    results = measure_audio(utt_paths, wav_dir, nj=nj,
+                            desc=f"{os.path.basename(out_dir)}: audio")
+    good, bad_rows = split_bad_audio(results, out_dir, on_bad_audio)
+    refuse_trials_on_bad(trial_tables, bad_rows)
+    tables = {**data_dir_tables(good), **trial_tables}
+    if bad_rows:
+        tables["bad_audio.txt"] = bad_rows
+    return tables
 
 
 def write_set(tables, out_dir):
@@ -326,10 +482,14 @@ def write_set(tables, out_dir):
                  f", trial lists {', '.join(trials)}" if trials else "")
 
 
-def prepare_sets(sets):
+def prepare_sets(sets, nj=1, on_bad_audio="error"):
     """[(root, out_dir, trials)]: every tree and trial list is checked, then every file
-    measured, before any data dir is written."""
+    measured (nj processes), before any data dir is written. on_bad_audio: 'error' | 'skip'."""
+    if on_bad_audio not in BAD_AUDIO_MODES:
+        raise UserError(f"on_bad_audio must be one of {', '.join(BAD_AUDIO_MODES)}, "
+                        f"got {on_bad_audio!r}")
     scanned = [(scan_set(root, out_dir, trials), out_dir) for root, out_dir, trials in sets]
-    measured = [(measure_set(*scan, out_dir), out_dir) for scan, out_dir in scanned]
+    measured = [(measure_set(*scan, out_dir, nj=nj, on_bad_audio=on_bad_audio), out_dir)
+                for scan, out_dir in scanned]
     for tables, out_dir in measured:
         write_set(tables, out_dir)
