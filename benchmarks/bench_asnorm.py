@@ -10,11 +10,19 @@ and the largest difference is printed.
 """
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
 
-from wespeaker_mfcon.utils.scoring import cosine_scores, l2_normalize, score_norm
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks.common import add_force_option, require_idle  # noqa: E402
+from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.scoring import cosine_scores, l2_normalize, score_norm  # noqa: E402
 
 
 def main(argv=None):
@@ -28,7 +36,11 @@ def main(argv=None):
     p.add_argument("--method", choices=("asnorm", "snorm"), default="asnorm")
     p.add_argument("--check", type=int, default=2000, help="trials to verify the slow way")
     p.add_argument("--seed", type=int, default=0)
+    add_force_option(p)
     args = p.parse_args(argv)
+    banner = require_idle(args.force)
+    if banner:
+        print(banner)
 
     rng = np.random.default_rng(args.seed)
     emb = l2_normalize(rng.standard_normal((args.utts, args.dim), dtype=np.float32))
@@ -66,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

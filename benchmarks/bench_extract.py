@@ -38,7 +38,9 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import command_line, finish_report, load_avg, markdown_table  # noqa: E402
+from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
+                               markdown_table, require_idle)
+from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
 from wespeaker_mfcon.onnx_export import add_metadata, export  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
 from wespeaker_mfcon.inference import EmbeddingNet  # noqa: E402
@@ -89,7 +91,9 @@ def main(argv=None):
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--no_onnx", action="store_true", help="PyTorch only")
     p.add_argument("--json", help="write the results here")
+    add_force_option(p)
     args = p.parse_args(argv)
+    require_idle(args.force)
     cmd = command_line("bench_extract.py", argv)
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -201,4 +205,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -46,7 +46,9 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import command_line, finish_report, load_avg, markdown_table  # noqa: E402
+from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
+                               markdown_table, require_idle)
+from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
 from wespeaker_mfcon.training.builders import (build_frontend, build_lr_scheduler,  # noqa: E402
                                                build_model_with_heads, build_optimizer)
 from wespeaker_mfcon.dataset.augment import Augmentor  # noqa: E402
@@ -164,7 +166,9 @@ def main(argv=None):
                    help="assumed GPU step time for --batch chunks (estimate)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the results here")
+    add_force_option(p)
     args = p.parse_args(argv)
+    require_idle(args.force)
     cmd = command_line("bench_loader.py", argv)
 
     conf = load_train_config(CONF)
@@ -301,4 +305,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

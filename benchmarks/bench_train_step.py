@@ -42,7 +42,9 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import START_LOAD, command_line, contention_note, load_avg, markdown_table  # noqa: E402
+from benchmarks.common import (START_LOAD, add_force_option, command_line,  # noqa: E402
+                               contention_note, load_avg, markdown_table, require_idle)
+from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
 from wespeaker_mfcon.training.builders import (build_lr_scheduler,  # noqa: E402
                                                build_model_with_heads, build_optimizer)
 from wespeaker_mfcon.frontend.fbank import apply_cmn  # noqa: E402
@@ -198,7 +200,9 @@ def main(argv=None):
                    help="skip the FLOP count (one extra forward+backward per variant)")
     p.add_argument("--verbose", action="store_true", help="print every step")
     p.add_argument("--json", help="write the results here")
+    add_force_option(p)
     args = p.parse_args(argv)
+    require_idle(args.force)
     cmd = command_line("bench_train_step.py", argv)
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_avg()}, "
@@ -261,4 +265,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

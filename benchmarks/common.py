@@ -1,8 +1,15 @@
-"""Helpers shared by the benchmark scripts: load average, Markdown tables, contention note."""
+"""Helpers shared by the benchmark scripts: load average, Markdown tables, contention note.
+
+A benchmark refuses to measure when the 1-minute load average before it started exceeds the
+core count (other processes would be what it times), unless --force is given; then every table
+it prints starts with a line that says so.
+"""
 
 import json
 import os
 import sys
+
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def _start_load():
@@ -15,6 +22,32 @@ def _start_load():
 START_LOAD = _start_load()       # before this process adds its own load
 
 
+_UNDER_LOAD = []                 # the banner of a --force run on a busy machine
+
+
+def add_force_option(parser):
+    parser.add_argument("--force", action="store_true",
+                        help="measure even when the load average before the run exceeds the "
+                             "core count (every table then says so)")
+
+
+def require_idle(force, load=None):
+    """UserError when the machine is busy and not force; with force, mark the tables and
+    return the banner ("" on an idle machine)."""
+    load = START_LOAD if load is None else load
+    cpus = os.cpu_count() or 1
+    _UNDER_LOAD.clear()
+    if load is None or load <= cpus:
+        return ""
+    if not force:
+        raise UserError(f"load average {load:.2f} > {cpus} CPUs before the run: the timings "
+                        "would measure the other processes; wait for an idle machine, or give "
+                        "--force to measure anyway (the tables will say so)")
+    _UNDER_LOAD[:] = [f"**MEASURED UNDER LOAD** (load average {load:.2f} on {cpus} CPUs "
+                      "before the run, --force): these figures are not the code's."]
+    return _UNDER_LOAD[0]
+
+
 def load_avg():
     try:
         return "%.2f %.2f %.2f" % os.getloadavg()
@@ -23,7 +56,7 @@ def load_avg():
 
 
 def markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |",
+    lines = _UNDER_LOAD + ["| " + " | ".join(header) + " |",
              "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
