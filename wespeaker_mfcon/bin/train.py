@@ -27,7 +27,8 @@ def get_args(argv=None):
     parser.add_argument("--config", required=True, help="training YAML (conf/*.yaml)")
     parser.add_argument("--exp_dir", required=True, help="experiment dir (created)")
     parser.add_argument("--train_data", required=True,
-                        help="Kaldi data dir with utt2spk and feats.scp (or wav.scp for raw)")
+                        help="Kaldi data dir with utt2spk and feats.scp (wav.scp for raw, "
+                             "shard.list for shard)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--init_from", metavar="CKPT",
                         help="start from this checkpoint's weights (sets the config key "

@@ -25,7 +25,7 @@ def load_spk2id(data_dir):
 
 
 class SpeakerChunkDataset(Dataset):
-    def __init__(self, data_dir, spk2id, *, num_frames, data_type="feat", augmentor=None,
+    def __init__(self, data_dir, spk2id, *, num_frames, data_type, augmentor=None,
                  speeds=(1.0,)):
         if data_type not in ("feat", "raw"):
             raise UserError(f"data_type must be 'feat' or 'raw', got {data_type!r}")
@@ -69,16 +69,24 @@ class SpeakerChunkDataset(Dataset):
         return random_chunk(feats, self.num_frames, rng)
 
     def _wave_chunk(self, utt_idx, rng, speed):
-        from wespeaker_mfcon.dataset.augment import speed_perturb
         from wespeaker_mfcon.utils.audio import load_wav
 
-        need = chunk_samples(self.num_frames)
         path = self.paths[utt_idx]
         wave = load_wav(path, warn=path not in self._warned)
         self._warned.add(path)
-        if speed != 1.0:
-            wave = speed_perturb(random_chunk(wave, int(np.ceil(need * speed)) + 1, rng), speed)
-        wave = random_chunk(wave, need, rng)
-        if self.augmentor is not None:
-            wave = self.augmentor(wave, rng)
-        return wave * 32768.0
+        return wave_chunk(wave, self.num_frames, rng, speed, self.augmentor)
+
+
+def wave_chunk(wave, num_frames, rng, speed=1.0, augmentor=None):
+    """A training chunk of a float waveform in [-1, 1]: a random window that gives num_frames
+    fbank frames, speed-perturbed and augmented, on the int16 scale (N,). Shared by raw and
+    shard (dataset/shards.py); all randomness comes from rng."""
+    from wespeaker_mfcon.dataset.augment import speed_perturb
+
+    need = chunk_samples(num_frames)
+    if speed != 1.0:
+        wave = speed_perturb(random_chunk(wave, int(np.ceil(need * speed)) + 1, rng), speed)
+    wave = random_chunk(wave, need, rng)
+    if augmentor is not None:
+        wave = augmentor(wave, rng)
+    return wave * 32768.0

@@ -36,8 +36,8 @@ def build_model_with_heads(conf):
 
 
 def build_frontend(conf, device):
-    """On-the-fly fbank with dither for data_type raw; None for precomputed features."""
-    if conf.data_type != "raw":
+    """On-the-fly fbank with dither for data_type raw/shard; None for precomputed features."""
+    if conf.data_type not in ("raw", "shard"):
         return None
     from wespeaker_mfcon.frontend.fbank import Fbank
     return Fbank(**conf.fbank_args, num_mel_bins=conf.feat_dim, dither=1.0).to(device)
@@ -64,12 +64,19 @@ def build_margin_scheduler(conf, projection, steps_per_epoch):
 
 
 def build_loader(conf, data_dir, spk2id, rank, world_size):
-    """(DataLoader, its batch sampler) for this rank; deterministic in (seed, epoch)."""
+    """(DataLoader, its batch sampler) for this rank; deterministic in (seed, epoch).
+    data_type shard: (ShardLoader, the same ShardLoader), see dataset/shards.py."""
     ds_args = conf.dataset_args
     augmentor = None
-    if conf.data_type == "raw" and ds_args.aug_args is not None:
+    if conf.data_type in ("raw", "shard") and ds_args.aug_args is not None:
         from wespeaker_mfcon.dataset.augment import Augmentor
         augmentor = Augmentor(resolve_data_paths(asdict(ds_args.aug_args), data_dir))
+    if conf.data_type == "shard":
+        from wespeaker_mfcon.dataset.shards import build_shard_loader
+        loader = build_shard_loader(conf, data_dir, spk2id, rank=rank, world_size=world_size,
+                                    augmentor=augmentor,
+                                    generator=torch.Generator().manual_seed(conf.seed))
+        return loader, loader
     dataset = SpeakerChunkDataset(data_dir, spk2id, num_frames=ds_args.num_frames,
                                   data_type=conf.data_type, augmentor=augmentor,
                                   speeds=conf.speeds)

@@ -128,6 +128,8 @@ class TrainingRun:
             on_step = self._mid_epoch_saver(epoch, epoch_start_step=global_step - batch_in_epoch)
             global_step, stats = self.runner.run_epoch(self.loader, epoch + 1, global_step,
                                                        on_step)
+            if self.is_main and hasattr(self.loader, "summary"):   # data_type shard
+                logging.info("epoch %d %s", epoch + 1, self.loader.summary())
             self.end_epoch(epoch + 1, global_step, stats)
         distributed.finish(self.world)
 

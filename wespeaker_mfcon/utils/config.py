@@ -94,6 +94,19 @@ class AugArgs:
 
 
 @dataclass
+class ShardArgs:
+    """data_type shard: the streaming reader's bounded buffers (in samples, per loader worker;
+    a sample holds its encoded audio until its batch is cut)."""
+    shuffle_size: int = 1000            # sample shuffle buffer after the shard shuffle
+    buffer_size: int = 1500             # P x K batcher: samples bucketed by speaker
+
+    def check(self, conf):
+        _at_least(self, "shuffle_size", 1)
+        _at_least(self, "buffer_size", 2 * conf.dataset_args.spk_per_batch
+                  * conf.dataset_args.utts_per_spk)
+
+
+@dataclass
 class DatasetArgs:
     num_frames: int = 200               # training chunk length (10 ms frames)
     sampler: Literal["pk", "random"] = "pk"
@@ -102,9 +115,10 @@ class DatasetArgs:
     two_crops: bool = False             # two independently cropped views per utterance
     spec_aug: bool = False
     spec_aug_args: SpecAugArgs = field(default_factory=SpecAugArgs)
-    speed_perturb: bool = False         # raw only: each speed's copies are new speakers
+    speed_perturb: bool = False         # raw, shard: each speed's copies are new speakers
     speeds: List[float] = field(default_factory=lambda: [1.0, 0.9, 1.1])
-    aug_args: Optional[AugArgs] = None  # raw only
+    aug_args: Optional[AugArgs] = None  # raw and shard only
+    shard_args: Optional[ShardArgs] = None   # shard only (null = the defaults)
 
     def check(self, conf):
         _at_least(self, "num_frames", 20)
@@ -118,7 +132,18 @@ class DatasetArgs:
                                               f"positives, got {self.utts_per_spk}")
         if conf.data_type == "feat" and (self.speed_perturb or self.aug_args is not None):
             key = "speed_perturb" if self.speed_perturb else "aug_args"
-            raise ConfigError(key, "needs data_type raw (waveforms); data_type is feat")
+            raise ConfigError(key, "needs data_type raw or shard (waveforms); data_type is "
+                                   "feat")
+        if conf.data_type != "shard" and self.shard_args is not None:
+            raise ConfigError("shard_args", f"needs data_type shard; data_type is "
+                                            f"{conf.data_type}")
+        if conf.data_type == "shard" and self.shard_args is None:
+            self.shard_args = ShardArgs()   # written out complete in exp/NAME/config.yaml
+            try:
+                self.shard_args.check(conf)
+            except ConfigError as e:
+                raise ConfigError(f"shard_args.{e.key}", f"{e.message} (the default; set "
+                                                         "it for this P x K)") from None
 
 
 @dataclass
@@ -249,10 +274,11 @@ class SchedulerArgs:
 class TrainConfig:
     seed: int = 42
     num_epochs: int = 12
-    data_type: Literal["feat", "raw"] = "feat"   # feat: stage-1 fbank; raw: wavs, fbank on the fly
+    # feat: stage-1 fbank; raw: wavs, fbank on the fly; shard: tar shards (shard.list), the same
+    data_type: Literal["feat", "raw", "shard"] = "feat"
     dataset_args: DatasetArgs = field(default_factory=DatasetArgs)
     dataloader_args: DataloaderArgs = field(default_factory=DataloaderArgs)
-    fbank_args: dict = field(default_factory=dict)      # raw only; checked against Fbank()
+    fbank_args: dict = field(default_factory=dict)      # raw/shard; checked against Fbank()
     model: Literal["mfa_conformer", "ecapa_tdnn"] = "mfa_conformer"
     model_args: dict = field(default_factory=dict)      # checked against the model constructor
     projection_args: ProjectionArgs = field(default_factory=ProjectionArgs)

@@ -13,6 +13,8 @@ config=conf/mfa_conformer_mfcon_small.yaml
 exp_dir=exp/mfa_conformer_mfcon_small
 data=data
 nj=2
+data_type=feat            # stage 1: feat (fbank arks) | shard (also tar shards of data/train,
+                          #   for data_type: shard configs, e.g. conf/*_shard*.yaml)
 gpus=""                   # e.g. "0,1,2,3"; empty = CPU (gloo)
 cpu_procs=1               # processes for CPU training (gloo DDP when > 1)
 torchrun_opts="--standalone --nnodes=1"   # multi-node: "--nnodes=2 --node_rank=0 --rdzv_endpoint=host:29400"
@@ -36,11 +38,13 @@ cal_opts=""               # more options of local/calibrate.sh, e.g. "--num_tria
 
 help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir DIR] [--data DIR]
   [--nj N] [--gpus 0,1] [--cpu_procs N] [--train_root DIR --test_root DIR --trials 'F1 F2']
+  [--data_type feat|shard]
   [--on_bad_audio error|skip] [--musan_root DIR] [--rir_root DIR]
   [--mini_opts '--num_train_spk 40 ...']
   [--num_avg N] [--score_norm_method asnorm|snorm] [--top_n N] [--train_opts '--key value']
   [--lm_config FILE] [--lm_opts '--key value'] [--cal_data DIR] [--cal_opts '--key value']
-Stages: 0 data prep, 1 fbank, 2 train + average, 3 embeddings, 4 scoring, 5 ONNX export,
+Stages: 0 data prep, 1 fbank (+ tar shards with --data_type shard), 2 train + average,
+  3 embeddings, 4 scoring, 5 ONNX export,
   6 large-margin fine-tuning of EXP/models/avg_model.pt (--lm_config) into EXP_lm,
   7 score calibration (after stage 4; on --cal_data, else on training-set trials).
 Stages 3-5 of the fine-tuned model: $0 --exp_dir EXP_lm --stage 3 --stop_stage 5.
@@ -75,6 +79,10 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   for x in train test; do
     tools/make_fbank.sh --nj ${nj} ${data}/${x}
   done
+  if [ "${data_type}" = shard ]; then
+    echo "stage 1: tar shards of ${data}/train"
+    python -m wespeaker_mfcon.bin.make_shards --data ${data}/train --nj ${nj}
+  fi
 fi
 
 # train_and_average CONFIG EXP_DIR [TRAIN OPTIONS]: torchrun training, then checkpoint averaging

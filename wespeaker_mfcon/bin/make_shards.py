@@ -1,0 +1,40 @@
+"""Stage 1 with --data_type shard: WeSpeaker tar shards of a training data dir.
+
+    python -m wespeaker_mfcon.bin.make_shards --data data/train --nj 4
+
+writes data/train/shards/shards_*.tar ({key}.spk + {key}.wav members) and data/train/shard.list
+(dataset/shard_writer.py). A killed run started again keeps every finished shard.
+"""
+
+import argparse
+import logging
+
+from wespeaker_mfcon.dataset.shard_writer import write_shards
+from wespeaker_mfcon.utils.cli import run_main
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="Kaldi data dir with wav.scp and utt2spk")
+    p.add_argument("--num_utts_per_shard", type=int, default=1000,
+                   help="utterances per tar (WeSpeaker's default 1000)")
+    p.add_argument("--nj", type=int, default=1, help="parallel writer processes")
+    p.add_argument("--seed", type=int, default=777, help="seed of the utterance order")
+    p.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
+    args = p.parse_args(argv)
+    if args.num_utts_per_shard < 1 or args.nj < 1:
+        p.error("--num_utts_per_shard and --nj must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = get_args(argv)
+    written, kept = write_shards(args.data, args.num_utts_per_shard, nj=args.nj,
+                                 seed=args.seed, progress=not args.no_progress)
+    logging.info("%s/shard.list: %d shards (%d written, %d kept from an earlier run)",
+                 args.data, written + kept, written, kept)
+
+
+if __name__ == "__main__":
+    run_main(main)
