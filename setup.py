@@ -19,6 +19,8 @@ setup(
         "onnx",
         "onnxscript",
         "onnxruntime",
+        "webdataset",
+        "imageio-ffmpeg",
     ],
     extras_require={"test": ["pytest", "kaldi-native-fbank", "sherpa-onnx"]},
     entry_points={"console_scripts": ["wespeaker-mfcon=wespeaker_mfcon.cli:entry"]},
