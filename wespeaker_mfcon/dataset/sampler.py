@@ -10,6 +10,13 @@ same data as an unbroken one regardless of the number of loader workers.
 import numpy as np
 
 
+def global_batches(num_utts, batch_size, world_size):
+    """Batches of one epoch over all ranks: about one pass over the utterances, at least one
+    per rank, and a multiple of the world size so every rank gets the same number."""
+    num_global = max(num_utts // batch_size, world_size)
+    return num_global - num_global % world_size
+
+
 class _EpochBatchSampler:
     """Shared epoch/rank/resume bookkeeping; subclasses build the global batch list."""
 
@@ -20,8 +27,7 @@ class _EpochBatchSampler:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.two_crops, self.num_speeds = two_crops, num_speeds
         self.epoch, self.start_batch = 0, 0
-        self.num_global = max(len(self.labels) // batch_size, world_size)
-        self.num_global -= self.num_global % world_size
+        self.num_global = global_batches(len(self.labels), batch_size, world_size)
 
     def set_epoch(self, epoch, start_batch=0):
         """Select the epoch; skip its first start_batch batches (of this rank)."""

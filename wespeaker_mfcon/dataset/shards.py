@@ -19,19 +19,18 @@ audio: the same batches, chunks and augmentation as an unbroken run with the sam
 and number of loader workers.
 """
 
-import io
 import itertools
 import logging
 import os
 
 import numpy as np
-import soundfile as sf
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from wespeaker_mfcon.dataset.dataset import wave_chunk
-from wespeaker_mfcon.utils.audio import resample
+from wespeaker_mfcon.dataset.sampler import global_batches
+from wespeaker_mfcon.utils.audio import decode_audio
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_scp
 
@@ -105,20 +104,6 @@ def _parse(sample, path):
     if not spk or len(spk.split()) != 1:
         raise UserError(f"{path}: key {key}: {key}.spk must hold one speaker name")
     return key, spk, sample[audio[0]], f"{path}: {key}.{audio[0]}"
-
-
-def decode_audio(data, where, sample_rate=16000):
-    """Encoded audio bytes -> float32 (N,) in [-1, 1] at sample_rate (channel 0)."""
-    try:
-        wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, ValueError, OSError) as e:
-        raise UserError(f"{where}: unreadable audio ({_one_line(e)})") from None
-    if wave.shape[0] == 0:
-        raise UserError(f"{where}: audio holds no samples")
-    wave = np.ascontiguousarray(wave[:, 0])
-    if not np.isfinite(wave).all():
-        raise UserError(f"{where}: audio holds NaN or Inf samples")
-    return resample(wave, sr, sample_rate) if sr != sample_rate else wave
 
 
 def _one_line(error):
@@ -229,8 +214,7 @@ class PlainBatcher:
 
 def steps_per_epoch(num_utts, batch_size, world_size):
     """Batches per rank and epoch: the samplers' count (dataset/sampler.py) for this data."""
-    num_global = max(num_utts // batch_size, world_size)
-    return (num_global - num_global % world_size) // world_size
+    return global_batches(num_utts, batch_size, world_size) // world_size
 
 
 class ShardStream(IterableDataset):
@@ -315,7 +299,7 @@ class ShardStream(IterableDataset):
             if spk not in self.spk2id:
                 raise UserError(f"{where}: speaker {spk} is not in utt2spk")
             if where not in decoded:
-                decoded[where] = decode_audio(data, where, self.sample_rate)
+                decoded[where] = decode_audio(data, where, self.sample_rate, warn=False)
             chunks.append(wave_chunk(decoded[where], self.ds.num_frames,
                                      np.random.default_rng(seed), self.speeds[speed],
                                      self.augmentor))

@@ -1,9 +1,11 @@
 """Audio reading: any file libsndfile reads -> float32 mono in [-1, 1] at the target rate.
 
-Every read of audio for use goes through :func:`load_wav`, so channel selection (channel 0)
-and rate conversion (:func:`resample`) happen here and nowhere else.
+Every read of audio for use goes through :func:`load_wav` (files) or :func:`decode_audio`
+(encoded bytes, e.g. a tar shard member), so channel selection (channel 0) and rate conversion
+(:func:`resample`) happen here and nowhere else.
 """
 
+import io
 import logging
 import math
 import os
@@ -69,7 +71,7 @@ def load_wav(path, target_sr=16000, start=0, stop=None, warn=True):
     logged warning naming the file (unless `warn` is false). Missing, unreadable, empty or
     truncated files and non-finite samples raise UserError naming the file.
     """
-    _, sr, channels = audio_info(path)
+    audio_info(path)   # missing, unreadable, truncated or empty: one line naming the file
     try:
         data, sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError, OSError) as e:
@@ -77,13 +79,31 @@ def load_wav(path, target_sr=16000, start=0, stop=None, warn=True):
     if data.shape[0] == 0:
         raise UserError(f"{path}: audio file holds no samples"
                         + ("" if start == 0 and stop is None else f" in frames {start}:{stop}"))
-    if warn and channels > 1:
-        logger.warning("%s: %d channels, using channel 0", path, channels)
+    return _mono_at_rate(data, sr, target_sr, where=path, warn=warn)
+
+
+def decode_audio(data, where, target_sr=16000, warn=True):
+    """Encoded audio bytes (any format libsndfile reads) -> float32 (N,) in [-1, 1] at
+    target_sr, channel 0; `where` names the source in errors and warnings."""
+    try:
+        wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, ValueError, OSError) as e:
+        raise UserError(f"{where}: unreadable audio ({' '.join(str(e).split())[:300]})") from None
+    if wave.shape[0] == 0:
+        raise UserError(f"{where}: audio holds no samples")
+    return _mono_at_rate(wave, sr, target_sr, where=where, warn=warn)
+
+
+def _mono_at_rate(data, sr, target_sr, where, warn):
+    """(frames, channels) float32 -> channel 0 at target_sr, with a warning naming `where`
+    for each conversion (unless not warn); non-finite samples are a UserError."""
+    if warn and data.shape[1] > 1:
+        logger.warning("%s: %d channels, using channel 0", where, data.shape[1])
     wav = np.ascontiguousarray(data[:, 0])
     if not np.isfinite(wav).all():
-        raise UserError(f"{path}: audio holds NaN or Inf samples")
+        raise UserError(f"{where}: audio holds NaN or Inf samples")
     if sr != target_sr:
         if warn:
-            logger.warning("%s: sample rate %d Hz, resampling to %d Hz", path, sr, target_sr)
+            logger.warning("%s: sample rate %d Hz, resampling to %d Hz", where, sr, target_sr)
         wav = resample(wav, sr, target_sr)
     return wav
