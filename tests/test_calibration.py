@@ -456,7 +456,8 @@ def test_heldout_trials_scored_as_stage4(fake_exp, caplog):
         str(root / "data/test"), "--trials", "t", "--top_n", "5", "--cal_data",
         str(root / "data/test"), "--cal_embeddings", str(exp / "embeddings/test/xvector.scp"),
         "--cal_trials", "t"])
-    ts = calibrate.heldout_trials(args, calibrate.load_training(args), 5)
+    train = calibrate.load_training(args)
+    ts = calibrate.heldout_trials(args, train, calibrate.training_cohort(train), 5)
     # Stage 4 writes 6 decimals and AS-norm divides the rounded cosines by cohort stds ~0.1.
     for system, f, tol in (("cosine", "t.score", 2e-6), ("asnorm", "t.asnorm.score", 5e-5)):
         e, t, sc, lab = read_scores(str(exp / "scores" / f))

@@ -34,11 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wespeaker_mfcon.utils.embeddings import speaker_means
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_table
-from wespeaker_mfcon.utils.scoring import (cohort_stats, cosine_scores, l2_normalize,
-                                           normalize_scores, prepare, score_norm)
+from wespeaker_mfcon.utils.scoring import (cohort_stats, cosine_scores, normalize_scores,
+                                           prepare, speaker_cohort)
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +85,6 @@ def log_durations(keys, durations, source):
         raise UserError(f"{source}: no duration for {len(missing)} utterances, e.g. "
                         f"{missing[0]!r}")
     return np.log(np.fromiter((durations[k] for k in keys), dtype=np.float64, count=len(keys)))
-
-
-def build_cohort(keys, raw, utt2spk, mean):
-    """AS-norm cohort as bin/score_norm.py builds it: speaker means of the cohort-mean
-    subtracted embeddings, L2-normalized -> (speakers (C,), cohort (C, D) float32)."""
-    speakers, means = speaker_means(keys, raw - np.asarray(mean, dtype=np.float32), utt2spk)
-    return speakers, l2_normalize(means)
 
 
 def imposter_stats(emb, cohort, top_n, own=None):
@@ -295,7 +287,7 @@ def score_training_trials(*, enroll, test, labels, keys, raw, utt2spk, durations
     Scores: "raw_cosine" (no mean subtraction), "cosine" (cohort mean subtracted) and
     `method` (AS-norm / S-norm with each utterance's own speaker left out of its cohort)."""
     mean = raw.mean(axis=0, dtype=np.float64)
-    speakers, cohort = build_cohort(keys, raw, utt2spk, mean)
+    speakers, cohort = speaker_cohort(keys, raw, utt2spk, mean)
     used, rows, ei, ti = _utterances(enroll, test, keys)
     row_of = {s: i for i, s in enumerate(speakers)}
     own = np.fromiter((row_of[utt2spk[k]] for k in used), dtype=np.int64, count=len(used))
@@ -313,8 +305,8 @@ def eval_trial_set(*, enroll, test, labels, scores, keys, raw, cohort_mean, coho
     """TrialSet of an evaluation list whose scores (system -> (T,)) come from stage 4.
 
     keys (N,), raw (N, D): evaluation embeddings; cohort_mean (D,), cohort (C, D): as
-    build_cohort makes them from the training set; top_n None for S-norm; dur_source: the
-    file the durations came from (for the error when one is missing)."""
+    utils/scoring.speaker_cohort makes them from the training set; top_n None for S-norm;
+    dur_source: the file the durations came from (for the error when one is missing)."""
     used, rows, ei, ti = _utterances(enroll, test, keys)
     emb = prepare(raw[rows], cohort_mean)
     imp = imposter_stats(emb, cohort, top_n)
@@ -327,14 +319,15 @@ def score_eval_trials(*, enroll, test, labels, keys, raw, cohort_mean, cohort, d
     """Score trials of a held-out set as stage 4 scores a test list -> TrialSet.
 
     keys (N,), raw (N, D): the held-out embeddings, holding every trial utterance;
-    cohort_mean (D,), cohort (C, D): as build_cohort makes them from the training set;
-    top_n: AS-norm top N (None for S-norm). Scores: "raw_cosine" (no mean subtraction),
-    "cosine" (bin/score.py) and `method` (utils/scoring.score_norm, as bin/score_norm.py)."""
+    cohort_mean (D,), cohort (C, D): as utils/scoring.speaker_cohort makes them from the
+    training set; top_n: AS-norm top N (None for S-norm). Scores: "raw_cosine" (no mean
+    subtraction), "cosine" (bin/score.py) and `method` (the normalization of
+    utils/scoring.score_norm, from the imposter statistics that are also quality features)."""
     used, rows, ei, ti = _utterances(enroll, test, keys)
     emb = prepare(raw[rows], cohort_mean)
+    imp = imposter_stats(emb, cohort, top_n)
     cos = cosine_scores(emb, ei, ti)
     scores = {"raw_cosine": cosine_scores(prepare(raw[rows]), ei, ti), "cosine": cos,
-              method: score_norm(cos, ei, ti, emb, cohort, method=method, top_n=top_n)}
-    return eval_trial_set(enroll=enroll, test=test, labels=labels, scores=scores, keys=keys,
-                          raw=raw, cohort_mean=cohort_mean, cohort=cohort, durations=durations,
-                          top_n=top_n, dur_source=dur_source)
+              method: normalize_scores(cos, ei, ti, *imp)}
+    per_utt = _quality(used, raw[rows], imp, durations, dur_source)
+    return TrialSet(list(enroll), list(test), np.asarray(labels), ei, ti, scores, per_utt)

@@ -51,7 +51,8 @@ from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings, load_utt
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
 from wespeaker_mfcon.utils.scoring import (NORM_METHODS, clamp_top_n, read_scores, read_trials,
-                                           trial_indices, trial_name, write_scores)
+                                           speaker_cohort, trial_indices, trial_name,
+                                           write_scores)
 
 log = logging.getLogger("calibrate")
 
@@ -192,8 +193,9 @@ def _heldout_list(args, index):
     return enroll, test, labels, path
 
 
-def heldout_trials(args, train, top_n):
-    """Calibration trials of --cal_data, scored as stage 4 scores a test list -> TrialSet."""
+def heldout_trials(args, train, cohort, top_n):
+    """Calibration trials of --cal_data, scored as stage 4 scores a test list -> TrialSet.
+    cohort: (mean (D,), speaker cohort (C, D)) of the training set (training_cohort)."""
     keys, raw = load_embeddings(args.cal_embeddings)
     if raw.shape[1] != train["raw"].shape[1]:
         raise UserError(f"{args.cal_embeddings}: dimension {raw.shape[1]} differs from the "
@@ -201,33 +203,34 @@ def heldout_trials(args, train, top_n):
     enroll, test, labels, source = _heldout_list(args, index_of(keys))
     log.info("%d calibration trials from %s (%d target, %d nontarget)", len(labels), source,
              int(labels.sum()), int((1 - labels).sum()))
-    mean, cohort = training_cohort(train)
+    mean, spk_cohort = cohort
     return ctrials.score_eval_trials(
         enroll=enroll, test=test, labels=labels, keys=keys, raw=raw, cohort_mean=mean,
-        cohort=cohort, durations=ctrials.read_durations(args.cal_data), top_n=top_n,
+        cohort=spk_cohort, durations=ctrials.read_durations(args.cal_data), top_n=top_n,
         method=args.score_norm_method, dur_source=args.cal_data)
 
 
 def training_cohort(train):
     """Cohort mean (D,) and AS-norm cohort (C, D) of the training set, as stage 4."""
     mean = train["raw"].mean(axis=0, dtype=np.float64)
-    _, cohort = ctrials.build_cohort(train["keys"], train["raw"], train["utt2spk"], mean)
+    _, cohort = speaker_cohort(train["keys"], train["raw"], train["utt2spk"], mean)
     return mean, cohort
 
 
-def eval_trials(args, train, top_n):
-    """[(name, TrialSet)] of the test lists, with the quality measures of their utterances."""
+def eval_trials(args, cohort, top_n):
+    """[(name, TrialSet)] of the test lists, with the quality measures of their utterances.
+    cohort: (mean (D,), speaker cohort (C, D)) of the training set (training_cohort)."""
     scp = os.path.join(args.exp_dir, "embeddings", "test", "xvector.scp")
     keys, raw = load_embeddings(scp)
     index = index_of(keys)
-    mean, cohort = training_cohort(train)
+    mean, spk_cohort = cohort
     durations = ctrials.read_durations(args.test_data)
     out = []
     for name in args.trials:
         path, enroll, test, labels, scores = _read_list(args, name)
         trial_indices(enroll, test, index, path, scp)  # UserError if an embedding is missing
         ts = ctrials.eval_trial_set(enroll=enroll, test=test, labels=labels, scores=scores,
-                                keys=keys, raw=raw, cohort_mean=mean, cohort=cohort,
+                                keys=keys, raw=raw, cohort_mean=mean, cohort=spk_cohort,
                                 durations=durations, top_n=top_n)
         out.append((name, ts))
     return out
@@ -333,11 +336,12 @@ def main(argv=None):
     train = load_training(args)
     n_spk = len(set(train["utt2spk"].values()))
     top_n = None if args.score_norm_method == "snorm" else clamp_top_n(args.top_n, n_spk, log)
+    cohort = training_cohort(train)
     if args.cal_data is None:
         cal_ts = training_trials(args, train, top_n)
     else:
-        cal_ts = heldout_trials(args, train, top_n)
-    evals = eval_trials(args, train, top_n)
+        cal_ts = heldout_trials(args, train, cohort, top_n)
+    evals = eval_trials(args, cohort, top_n)
     warn_overlap(cal_ts, evals)
     cals, raw_cal = fit_all(args, cal_ts, top_n)
     rows = ablation(args, cal_ts, evals)

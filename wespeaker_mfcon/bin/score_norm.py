@@ -21,10 +21,10 @@ import time
 import numpy as np
 
 from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings, speaker_means
+from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.scoring import (NORM_METHODS, clamp_top_n, l2_normalize,
-                                           parse_score_name, prepare, read_scores, score_norm,
+from wespeaker_mfcon.utils.scoring import (NORM_METHODS, clamp_top_n, parse_score_name,
+                                           prepare, read_scores, score_norm, speaker_cohort,
                                            trial_indices, write_scores)
 
 log = logging.getLogger("score_norm")
@@ -67,10 +67,7 @@ def main(argv=None):
                         f"{args.eval_scp} ({eval_raw.shape[1]})")
     mean = cohort_raw.mean(axis=0, dtype=np.float64) if args.mean_sub else None
     emb = prepare(eval_raw, mean)
-    if mean is not None:
-        cohort_raw = cohort_raw - mean.astype(np.float32)
-    speakers, spk_means = speaker_means(cohort_keys, cohort_raw, args.cohort_utt2spk)
-    cohort = l2_normalize(spk_means)
+    speakers, cohort = speaker_cohort(cohort_keys, cohort_raw, args.cohort_utt2spk, mean)
     top_n = clamp_top_n(args.top_n, len(speakers), log) if method == "asnorm" else None
     log.info("%d eval embeddings, cohort of %d speakers from %d utterances, %s%s",
              len(keys), len(speakers), len(cohort_keys), method,

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from wespeaker_mfcon.utils.embeddings import speaker_means
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
 
@@ -135,6 +136,15 @@ def l2_normalize(mat, eps=1e-12):
     mat = np.asarray(mat, dtype=np.float32)
     norms = np.linalg.norm(mat, axis=1, keepdims=True)
     return mat / np.maximum(norms, eps)
+
+
+def speaker_cohort(keys, raw, utt2spk, mean=None):
+    """The AS-norm cohort: speaker means of the cohort embeddings (`mean` subtracted first, if
+    given), L2-normalized -> (speakers (C,), cohort (C, D) float32). utt2spk: dict or path."""
+    if mean is not None:
+        raw = raw - np.asarray(mean, dtype=np.float32)
+    speakers, means = speaker_means(keys, raw, utt2spk)
+    return speakers, l2_normalize(means)
 
 
 def prepare(mat, mean=None):
