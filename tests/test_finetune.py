@@ -10,10 +10,9 @@ import yaml
 from train_utils import make_feats_dir, tiny_config
 from wespeaker_mfcon.bin.average_model import main as average_main
 from wespeaker_mfcon.bin.train import main as train_main
-from wespeaker_mfcon.training.finetune import average
 from wespeaker_mfcon.training.loop import EpochRunner
 from wespeaker_mfcon.training.run import TrainingRun
-from wespeaker_mfcon.utils.checkpoint import load_checkpoint
+from wespeaker_mfcon.utils.checkpoint import load_checkpoint, mean_state_dicts
 from wespeaker_mfcon.utils.config import load_train_config, parse_overrides
 from wespeaker_mfcon.utils.errors import UserError
 
@@ -75,7 +74,7 @@ def test_averaged_checkpoint_heads_come_from_the_epochs_it_averaged(pre, tmp_pat
     assert_same(run.net.model.state_dict(), load_checkpoint(pre["avg"])["model"])
     assert torch.allclose(run.net.projection.weight,
                           (parts[0]["projection"]["weight"] + parts[1]["projection"]["weight"]) / 2)
-    assert_same(run.net.mfcon.state_dict(), average([p["mfcon"] for p in parts]))
+    assert_same(run.net.mfcon.state_dict(), mean_state_dicts([p["mfcon"] for p in parts]))
     # alone (its epochs not beside it) it has no heads: init_projection cannot be met
     alone = tmp_path / "alone" / "avg.pt"
     alone.parent.mkdir()

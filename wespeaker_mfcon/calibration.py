@@ -47,7 +47,6 @@ from wespeaker_mfcon.utils.metrics import act_dcf_key, evaluate
 log = logging.getLogger(__name__)
 
 
-
 # ----------------------------------------------------------------------------- metrics
 
 def _split(values, labels):

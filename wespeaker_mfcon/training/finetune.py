@@ -23,7 +23,7 @@ before the optimizer step while global_step < N, so resuming is exact by constru
 import os
 
 from wespeaker_mfcon.training.model_with_heads import unwrap
-from wespeaker_mfcon.utils.checkpoint import load_checkpoint
+from wespeaker_mfcon.utils.checkpoint import load_checkpoint, mean_state_dicts
 from wespeaker_mfcon.utils.config import load_train_config
 from wespeaker_mfcon.utils.errors import UserError
 
@@ -83,7 +83,7 @@ class Source:
             return {}
         parts = [load_checkpoint(p) for p in paths]
         self.heads_note = f" (heads averaged from epochs {list(state['epochs'])})"
-        return {k: average([p[k] for p in parts]) for k in ("projection", "mfcon")
+        return {k: mean_state_dicts(p[k] for p in parts) for k in ("projection", "mfcon")
                 if all(p.get(k) for p in parts)}
 
     def check_speakers(self, spk2id):
@@ -97,17 +97,6 @@ class Source:
             raise UserError(f"{self.path}: init_projection: the speakers of {table} differ from "
                             f"this training data's ({len(theirs)} vs {len(spk2id)}); "
                             "new speakers need a new head: init_projection: false")
-
-
-def average(state_dicts):
-    """Element-wise mean of state dicts (integer buffers from the last), as average_model."""
-    out = {}
-    for key, last in state_dicts[-1].items():
-        if last.is_floating_point():
-            out[key] = (sum(sd[key].double() for sd in state_dicts) / len(state_dicts)).float()
-        else:
-            out[key] = last.clone()
-    return out
 
 
 def projection_rows(found, projection, conf, source):

@@ -62,13 +62,19 @@ def average_state_dicts(paths):
     """Element-wise mean of the "model" state dicts in paths (integer buffers kept from the last)."""
     if not paths:
         raise UserError("no checkpoints to average")
-    avg = None
-    for path in paths:
-        state = load_checkpoint(path)["model"]
-        if avg is None:
-            avg = {k: v.clone().double() if v.is_floating_point() else v.clone()
-                   for k, v in state.items()}
+    return mean_state_dicts(load_checkpoint(path)["model"] for path in paths)
+
+
+def mean_state_dicts(state_dicts):
+    """Element-wise mean of state dicts, one at a time (float64 sums; integer buffers are
+    kept from the last)."""
+    total, count = None, 0
+    for state in state_dicts:
+        count += 1
+        if total is None:
+            total = {k: v.clone().double() if v.is_floating_point() else v.clone()
+                     for k, v in state.items()}
             continue
         for k, v in state.items():
-            avg[k] = avg[k] + v.double() if v.is_floating_point() else v.clone()
-    return {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in avg.items()}
+            total[k] = total[k] + v.double() if v.is_floating_point() else v.clone()
+    return {k: (v / count).float() if v.is_floating_point() else v for k, v in total.items()}
