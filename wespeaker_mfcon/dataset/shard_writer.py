@@ -15,16 +15,15 @@ options); when it differs, the old shards are removed and all are written again.
 import hashlib
 import io
 import logging
-import multiprocessing
 import os
 import tarfile
 
 import numpy as np
-from tqdm import tqdm
 
 from wespeaker_mfcon.dataset.shards import AUDIO_EXTS
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path, atomic_write, read_scp
+from wespeaker_mfcon.utils.parallel import parallel_map
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +103,7 @@ def write_shards(data_dir, num_utts_per_shard=1000, nj=1, seed=777, progress=Tru
     _keep_or_clear(shards_dir, _plan_digest(plan, num_utts_per_shard, seed))
     jobs = [(os.path.join(shards_dir, name), members) for name, members in plan
             if not os.path.isfile(os.path.join(shards_dir, name))]
-    bar = tqdm(total=len(plan), initial=len(plan) - len(jobs), desc="shards", unit="shard",
-               disable=not progress)
-    if nj > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("spawn").Pool(min(nj, len(jobs))) as pool:
-            for _ in pool.imap_unordered(_write_job, jobs):
-                bar.update()
-    else:
-        for job in jobs:
-            _write_job(job)
-            bar.update()
-    bar.close()
+    parallel_map(_write_job, jobs, nj, desc="shards", unit="shard", progress=progress)
     with atomic_write(os.path.join(data_dir, "shard.list")) as f:
         f.writelines(f"shards/{name}\n" for name, _ in plan)
     return len(jobs), len(plan) - len(jobs)

@@ -30,18 +30,15 @@ import contextlib
 import functools
 import glob
 import logging
-import multiprocessing
 import os
 import shutil
 import subprocess
 import unicodedata
-from concurrent.futures import ProcessPoolExecutor
-
-from tqdm import tqdm
 
 from wespeaker_mfcon.utils.audio import audio_info
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path, write_table
+from wespeaker_mfcon.utils.parallel import parallel_map
 
 AUDIO_EXTS = (".wav", ".flac", ".m4a")
 LAYOUT = "<root>/<speaker>/<video>/<utt>.wav"
@@ -280,25 +277,6 @@ def _measure_one(item, ffmpeg=None):
         return utt, src, None, "bad", f"{shown(src)}: {e.strerror or e}"
 
 
-def _parallel_map(fn, items, nj, desc):
-    """[fn(x) for x in items] in nj processes, in input order whatever nj, with a progress bar."""
-    nj = max(1, min(nj, len(items)))
-    pool, results = None, map(fn, items)
-    if nj > 1:
-        pool = ProcessPoolExecutor(max_workers=nj, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(fn, items, chunksize=max(1, min(64, len(items) // (4 * nj))))
-    out = []
-    try:
-        with tqdm(total=len(items), desc=desc, unit="file", disable=None, mininterval=2) as bar:
-            for result in results:
-                out.append(result)
-                bar.update(1)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    return out
-
-
 def measure_audio(utt_paths, wav_dir, nj=1, desc="audio"):
     """[(utt, path, duration, how, problem)] in utt_paths order (see _measure_one), in nj
     processes: .m4a converted to wav_dir/<utt>.wav (reused when there), every header read."""
@@ -313,7 +291,8 @@ def measure_audio(utt_paths, wav_dir, nj=1, desc="audio"):
         check_root_path(wav_dir, what="data dir")  # the converted wavs go into wav.scp
     items = [(u, p, os.path.join(wav_dir, u + ".wav") if p.lower().endswith(".m4a") else None)
              for u, p in utt_paths]
-    results = _parallel_map(functools.partial(_measure_one, ffmpeg=ffmpeg), items, nj, desc)
+    results = parallel_map(functools.partial(_measure_one, ffmpeg=ffmpeg), items, nj, desc,
+                           unit="file")
     counts = collections.Counter(how for _, _, _, how, _ in results)
     if todo:
         done = counts["converted"] + counts["reused"]

@@ -46,6 +46,7 @@ from scipy.signal import fftconvolve, lfilter
 
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
+from wespeaker_mfcon.utils.parallel import parallel_map
 
 logger = logging.getLogger(__name__)
 
@@ -937,32 +938,9 @@ def _run_speaker_tasks(tasks, jobs, progress):
     """Run the tasks, in `jobs` spawned processes if jobs > 1; returns (files written, audio
     seconds, CPU seconds summed over the tasks, wall seconds)."""
     t0 = time.perf_counter()
-    n_files, audio_s, cpu_s = 0, 0.0, 0.0
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc="mini corpus", unit="spk", disable=None)
-    if jobs == 1:
-        results = map(_speaker_task, tasks)
-        pool = None
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        pool = ProcessPoolExecutor(max_workers=jobs,
-                                   mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(_speaker_task, tasks)
-    try:
-        for nf, a, c in results:
-            n_files += nf
-            audio_s += a
-            cpu_s += c
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        if bar is not None:
-            bar.close()
+    results = parallel_map(_speaker_task, tasks, jobs, desc="mini corpus", unit="spk",
+                           progress=progress)
+    n_files, audio_s, cpu_s = (sum(column) for column in zip((0, 0.0, 0.0), *results))
     return n_files, audio_s, cpu_s, time.perf_counter() - t0
 
 

@@ -26,6 +26,7 @@ from wespeaker_mfcon.training.model_with_heads import unwrap
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint, mean_state_dicts
 from wespeaker_mfcon.utils.config import load_train_config
 from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import read_scp
 
 
 def initialize(net, conf, spk2id):
@@ -91,8 +92,7 @@ class Source:
         table = os.path.join(self.exp_dir, "spk2id")
         if not os.path.isfile(table):
             return
-        with open(table, encoding="utf-8") as f:
-            theirs = {spk: int(i) for spk, i in (line.split() for line in f if line.strip())}
+        theirs = {spk: int(i) for spk, i in read_scp(table).items()}
         if theirs != spk2id:
             raise UserError(f"{self.path}: init_projection: the speakers of {table} differ from "
                             f"this training data's ({len(theirs)} vs {len(spk2id)}); "
