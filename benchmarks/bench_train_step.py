@@ -2,6 +2,8 @@
 
     python benchmarks/bench_train_step.py [--configs small paper] [--threads 1 2]
         [--steps 3] [--warmup 1] [--paper_pk 2 4] [--full_batch] [--json OUT]
+    python benchmarks/bench_train_step.py --weightings grad_ratio loss_ratio uncertainty \
+        [--steps 20] [--threads 1]          # MFCon weighting overhead, small config
 
 One step is exactly what EpochRunner.step (wespeaker_mfcon/training/loop.py) does in training:
 mean normalization of the fbank batch, forward, AM-softmax cross-entropy (+ lambda * MFCon),
@@ -80,7 +82,7 @@ def time_heads(trainer, batch, frames, feat_dim, labels, repeats, gen):
         xs = [torch.randn(s, generator=gen).requires_grad_() for s in shapes]
         t0 = time.perf_counter()
         loss, _ = trainer.mfcon(xs, labels)
-        (trainer.mfcon_weight * loss).backward()
+        (trainer.mfcon_weight() * loss).backward()
         out.append((time.perf_counter() - t0) * 1000.0)
         trainer.mfcon.zero_grad(set_to_none=True)
     return out[1:]
@@ -179,6 +181,63 @@ def bench_config(name, args, threads):
             "loadavg_before": load_before, "loadavg_after": load_avg()}
 
 
+def bench_weightings(args, threads):
+    """Step time of each mfcon_args.weighting against constant, small MFCon config, interleaved:
+    every round runs constant and each scheme once on the same batch, in a rotating order.
+    Overhead = median over rounds of (scheme ms / constant ms) - 1, in wall and CPU time."""
+    conf = load_train_config(os.path.join(CONF_DIR, CONFIGS["small"][1]))
+    conf.num_classes, conf.data_type = args.num_classes or CONFIGS["small"][2], "feat"
+    ds = conf.dataset_args
+    device = torch.device("cpu")
+    torch.set_num_threads(threads)
+    names = ["constant"] + list(args.weightings)
+    runners = {}
+    for name in names:
+        conf.mfcon_args.weighting = name
+        torch.manual_seed(0)
+        runners[name] = make_runner(conf, device)[0]
+    gen = torch.Generator().manual_seed(1)
+    labels = torch.arange(ds.spk_per_batch).repeat_interleave(ds.utts_per_spk)
+    wall = {n: [] for n in names}
+    cpu = {n: [] for n in names}
+    for i in range(args.warmup + args.steps):
+        chunks = torch.randn(len(labels), ds.num_frames, conf.feat_dim, generator=gen) * 3 + 5
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            runners[name].step(chunks, labels, i)
+            if i >= args.warmup:
+                wall[name].append((time.perf_counter() - t0) * 1000.0)
+                cpu[name].append((time.process_time() - c0) * 1000.0)
+    rows = []
+    for name in args.weightings:
+        ratio_wall = statistics.median(s / c for s, c in zip(wall[name], wall["constant"]))
+        ratio_cpu = statistics.median(s / c for s, c in zip(cpu[name], cpu["constant"]))
+        rows.append([name, threads, f"{statistics.median(wall['constant']):.0f}",
+                     f"{statistics.median(wall[name]):.0f}",
+                     f"{100 * (ratio_wall - 1):+.1f}%", f"{100 * (ratio_cpu - 1):+.1f}%"])
+    return rows, {"wall_ms": wall, "cpu_ms": cpu}
+
+
+def main_weightings(args, argv):
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_avg()}",
+          flush=True)
+    rows, raw = [], {}
+    for threads in args.threads:
+        r, raw[threads] = bench_weightings(args, threads)
+        rows += r
+    header = ["weighting", "threads", "constant ms/step (median)", "scheme ms/step (median)",
+              "overhead, wall (median of per-round ratios)", "overhead, CPU time"]
+    print()
+    print(f"MFCon weighting vs constant, small config, {args.steps} interleaved rounds after "
+          f"{args.warmup} warm-up: `{command_line('bench_train_step.py', argv)}`")
+    print()
+    print(markdown_table(header, rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "raw": raw}, f, indent=1)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,9 +259,15 @@ def main(argv=None):
                    help="skip the FLOP count (one extra forward+backward per variant)")
     p.add_argument("--verbose", action="store_true", help="print every step")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--weightings", nargs="+", default=[],
+                   choices=["grad_ratio", "loss_ratio", "uncertainty", "schedule"],
+                   help="instead: time these mfcon_args.weighting schemes against constant "
+                        "(small config, interleaved)")
     add_force_option(p)
     args = p.parse_args(argv)
     require_idle(args.force)
+    if args.weightings:
+        return main_weightings(args, argv)
     cmd = command_line("bench_train_step.py", argv)
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_avg()}, "

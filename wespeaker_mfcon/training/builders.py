@@ -14,6 +14,7 @@ from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset
 from wespeaker_mfcon.dataset.sampler import build_sampler
 from wespeaker_mfcon.losses.margin_scheduler import MarginScheduler
 from wespeaker_mfcon.losses.mfcon import MFConLoss
+from wespeaker_mfcon.losses.weighting import build_weighting
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.models.projections import build_projection
 from wespeaker_mfcon.training.model_with_heads import ModelWithHeads
@@ -22,17 +23,19 @@ from wespeaker_mfcon.utils.lr_schedule import lr_factor
 
 
 def build_model_with_heads(conf):
-    """Backbone, classification head for conf.num_classes and (if enabled) MFCon heads."""
+    """Backbone, classification head for conf.num_classes and (if enabled) MFCon heads with
+    their weighting against the classification loss."""
     model = build_model(conf.model, conf.model_args)
     projection = build_projection(conf.projection_args.project_type, model.embed_dim,
                                   conf.num_classes, **conf.projection_args.head_kwargs())
     mf = conf.mfcon_args
-    mfcon = None
+    mfcon = weighting = None
     if mf.enable:
         mfcon = MFConLoss(model.block_dims, embed_dim=mf.embed_dim or model.embed_dim,
                           temperature=mf.temperature, blocks=mf.blocks,
                           weights=mf.block_weights)
-    return ModelWithHeads(model, projection, mfcon, mf.weight if mfcon else 0.0)
+        weighting = build_weighting(mf)
+    return ModelWithHeads(model, projection, mfcon, weighting)
 
 
 def build_frontend(conf, device):

@@ -1,8 +1,8 @@
 """The training state in a checkpoint, and resuming from the newest one.
 
-A checkpoint holds everything an unbroken run would still have in memory: the three parts
-of ModelWithHeads, optimizer, lr schedule, position (epoch, batch in epoch, global step) and
-the RNG state. File handling (atomic save, safe load, naming) is utils/checkpoint.py.
+A checkpoint holds everything an unbroken run would still have in memory: the parts of
+ModelWithHeads (with the MFCon weighting's state), optimizer, lr schedule, position (epoch,
+batch in epoch, global step) and the RNG state. File handling (atomic save, safe load, naming) is utils/checkpoint.py.
 """
 
 import os
@@ -27,6 +27,7 @@ def capture_state(net, optimizer, lr_scheduler, position):
     return {"model": inner.model.state_dict(),
             "projection": inner.projection.state_dict(),
             "mfcon": inner.mfcon.state_dict() if inner.mfcon else {},
+            "weighting": inner.weighting.state_dict() if inner.weighting else {},
             "optimizer": optimizer.state_dict(), "scheduler": lr_scheduler.state_dict(),
             "epoch": position.epoch, "batch_in_epoch": position.batch_in_epoch,
             "step": position.step,
@@ -41,6 +42,8 @@ def restore_state(state, net, optimizer, lr_scheduler):
     inner.projection.load_state_dict(state["projection"])
     if inner.mfcon is not None:
         inner.mfcon.load_state_dict(state["mfcon"])
+        # checkpoints from before mfcon_args.weighting have no "weighting" (constant: no state)
+        inner.weighting.load_state_dict(state.get("weighting", {}))
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])

@@ -60,7 +60,8 @@ class EpochRunner:
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
     def step(self, chunks, labels, global_step):
-        """One optimizer step; returns [loss, L_cls, L_mfcon, accuracy] as a float tensor."""
+        """One optimizer step; returns [loss, L_cls, L_mfcon, accuracy, MFCon weight] as a float
+        tensor (the weight is lambda_t of the MFCon weighting, 0 without MFCon)."""
         opts = self.opts
         if self.margin_scheduler is not None:
             self.margin_scheduler.step(global_step)
@@ -86,8 +87,9 @@ class EpochRunner:
             self.optimizer.step()
         self.lr_scheduler.step()
         acc = (logits.argmax(-1) == labels).float().mean()
+        lam = torch.tensor(unwrap(self.net).mfcon_weight(), device=acc.device)
         return torch.stack([loss.detach().float(), loss_cls.float(), loss_mfcon.float(),
-                            acc]).cpu()
+                            acc, lam]).cpu()
 
     def _drop_backbone_grads(self):
         """Warm-up of a fine-tuning run: the optimizer skips parameters without a gradient,
@@ -98,9 +100,9 @@ class EpochRunner:
 
     def run_epoch(self, loader, epoch, global_step, on_step=None):
         """One pass over loader; on_step(global_step) is called after every step.
-        Returns (global_step, mean [loss, L_cls, L_mfcon, accuracy])."""
+        Returns (global_step, mean [loss, L_cls, L_mfcon, accuracy, MFCon weight])."""
         self.net.train()
-        totals, count = torch.zeros(4), 0
+        totals, count = torch.zeros(5), 0
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=None if self.opts.is_main else True,
                    leave=False, mininterval=2.0, dynamic_ncols=True)
         for chunks, labels in bar:
@@ -118,9 +120,12 @@ class EpochRunner:
         return global_step, (totals / max(count, 1))
 
     def describe(self, mean_stats):
-        loss, loss_cls, loss_mfcon, acc = mean_stats.tolist()
+        loss, loss_cls, loss_mfcon, acc, lam = mean_stats.tolist()
+        inner = unwrap(self.net)
         margin = self.margin_scheduler.get_margin() if self.margin_scheduler else \
-            getattr(unwrap(self.net).projection, "margin", 0.0)
+            getattr(inner.projection, "margin", 0.0)
         lr = self.optimizer.param_groups[0]["lr"]
+        adaptive = inner.weighting is not None and inner.weighting.adaptive
         return (f"loss {loss:.4f} cls {loss_cls:.4f} mfcon {loss_mfcon:.4f} acc {acc:.4f} "
-                f"lr {lr:.3e} margin {float(margin):.3f}")
+                f"lr {lr:.3e} margin {float(margin):.3f}"
+                + (f" lambda {lam:.4g}" if adaptive else ""))

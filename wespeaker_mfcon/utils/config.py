@@ -202,9 +202,25 @@ class MFConArgs:
     blocks: Optional[List[int]] = None  # None = every block; negative indices count from the end
     block_weights: Optional[List[float]] = None   # None = uniform; one per chosen block
     embed_dim: Optional[int] = None     # None = the model's embed_dim
+    # How lambda is set (losses/weighting.py): constant = weight throughout; grad_ratio: MFCon
+    # gradient on the last chosen block = target_ratio x the classification gradient there
+    # (EMA ratio_momentum; starts at weight); loss_ratio: lambda = target_ratio x L_cls / L_mfcon
+    # (detached); uncertainty: learned log-variances (Kendall et al.; starts at weight);
+    # schedule: weight x min(1, step / ramp_steps)
+    weighting: Literal["constant", "grad_ratio", "loss_ratio", "uncertainty",
+                       "schedule"] = "constant"
+    target_ratio: float = 1.0           # grad_ratio, loss_ratio
+    ratio_momentum: float = 0.9         # grad_ratio
+    ramp_steps: int = 100               # schedule
 
     def check(self, conf):
         _at_least(self, "weight", 0.0), _above(self, "temperature", 0.0)
+        _above(self, "target_ratio", 0.0), _at_least(self, "ramp_steps", 1)
+        if not 0.0 <= self.ratio_momentum < 1.0:
+            raise ConfigError("ratio_momentum", f"must be in [0, 1), got {self.ratio_momentum}")
+        if self.weighting in ("grad_ratio", "uncertainty") and self.weight <= 0:
+            raise ConfigError("weight", f"weighting {self.weighting} starts at lambda = weight, "
+                                        f"which must be > 0, got {self.weight}")
         num_blocks = conf.num_blocks
         if self.blocks is not None:
             if not self.blocks:
