@@ -3,6 +3,7 @@
     python benchmarks/bench_scale.py [--sizes 10000 100000 1092009] [--stage0_max 100000]
         [--write_utts 10000] [--read_utts 400] [--read_batches 10] [--gpu_step_ms 250]
         [--trials 550000] [--score_utts 153516] [--json OUT]
+    python benchmarks/bench_scale.py --batching_only [--sizes 1092009]
 
 A synthetic VoxCeleb2-shaped list: --sizes utterances over 5,994 speakers (per-speaker counts
 drawn multinomially with log-normal weights; 1,092,009 = VoxCeleb2 dev, ~182 per speaker;
@@ -22,6 +23,11 @@ Once (not per size):
      ASSUMED GPU step of --gpu_step_ms for a batch of 200;
   5. cosine scoring and AS-norm (top 300) at VoxCeleb1-H size: --trials over --score_utts
      utterances, 6,000 cohort speakers, run through benchmarks/bench_asnorm.py.
+--batching_only prints just the shard batches' structure (counts, no times, so no idle
+machine needed) for shards in a plain shuffled order and in speaker runs of --group_size
+(shard_writer.speaker_runs), with shuffle buffers of 1000 and 1: topped-up batches, distinct
+utterances per batch of 200 (the rest are other crops of the same files) and distinct speakers
+over 10 consecutive batches (of 500 slots).
 "Per-utt ratio" = (time per utterance at this size) / (time per utterance at the previous
 size): ~1 means linear, > 1 super-linear. All files live in the page cache (freshly written):
 real disks add I/O.
@@ -30,6 +36,7 @@ real disks add I/O.
 import argparse
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -53,7 +60,7 @@ from benchmarks.common import (add_force_option, command_line, finish_report, lo
 from wespeaker_mfcon.dataset.augment import Augmentor  # noqa: E402
 from wespeaker_mfcon.dataset.dataset import load_spk2id  # noqa: E402
 from wespeaker_mfcon.dataset.sampler import PKBatchSampler  # noqa: E402
-from wespeaker_mfcon.dataset.shard_writer import write_shards  # noqa: E402
+from wespeaker_mfcon.dataset.shard_writer import speaker_runs, write_shards  # noqa: E402
 from wespeaker_mfcon.dataset.shards import (PKBatcher, ShardStream, read_shard_list,  # noqa: E402
                                             shuffle_buffer, steps_per_epoch)
 from wespeaker_mfcon.dataset.voxceleb import prepare_sets  # noqa: E402
@@ -103,23 +110,31 @@ def sampler_epoch(labels, world):
     return sum(1 for _ in sampler)
 
 
-def batcher_epoch(samples, steps, shuffle_size=1000, buffer_size=1500):
+def batcher_epoch(samples, steps, shuffle_size=1000, buffer_size=1500, window=None):
     """The shard stream's batch structure for one rank's samples, no audio: (batches,
-    topped up, mean distinct utterances per batch). Stops at steps batches, as ShardLoader does (one pass here, never cycles:
-    fewer batches than steps means the stream would have begun a second pass)."""
+    topped up, mean distinct utterances per batch), plus the mean distinct speakers over
+    `window` consecutive batches when window is given. Stops at steps batches, as ShardLoader
+    does (one pass here, never cycles: fewer batches than steps means the stream would have
+    begun a second pass)."""
     rng = np.random.default_rng(0)
     batcher = PKBatcher(P, K, buffer_size, rng)
     batcher.fit_to(len(samples))       # as the stream does after its first pass
     batches = topped = distinct = 0
+    recent, spread = [], []
     for sample in shuffle_buffer(iter(samples), shuffle_size, rng):
         for groups in batcher.push(sample):
             batches += 1
             topped += batcher.topped_up
             distinct += len({s[0] for group in groups for s in group})
             rng.integers(2**31, size=len(groups) * (K + 1))   # the stream's speed/seed draws
+            recent.append({group[0][1] for group in groups})
+            if window and len(recent) == window:
+                spread.append(len(set().union(*recent)))
+                recent = []
         if batches >= steps:
             break
-    return batches, topped, distinct / max(batches, 1)
+    result = (batches, topped, distinct / max(batches, 1))
+    return result + (float(np.mean(spread)),) if window else result
 
 
 def per_utt_ratios(rows, key, n_key="utts", time_key="s"):
@@ -159,6 +174,29 @@ def measure_sampling(sizes, worlds=(1, 4)):
     for row in rows:
         row["key"] = f"{row['what']} {row['world']}"
     return per_utt_ratios(rows, "key")
+
+
+def measure_batching(n, group_size, variants=((1, 1000), (1, 1), (None, 1000), (None, 1))):
+    """Batch structure of the shard stream, world 1, for shard orders (plain shuffle: 1, or
+    speaker runs of group_size: None) x shuffle buffer sizes."""
+    labels = vox2_labels(n)
+    utts = [f"u{i:07d}" for i in range(n)]
+    spks = dict(zip(utts, (int(label) for label in labels)))
+    rows = []
+    for group, shuffle_size in variants:
+        group = group or group_size
+        rng = np.random.default_rng(777)
+        order = ([utts[i] for i in rng.permutation(n)] if group == 1
+                 else speaker_runs(utts, spks, group, rng))
+        samples = [(utt, spks[utt], None, "") for utt in order]
+        batches, topped, distinct, speakers = batcher_epoch(
+            samples, steps_per_epoch(n, P * K, 1), shuffle_size, window=10)
+        rows.append(dict(utts=n, group_size=group, shuffle_size=shuffle_size, batches=batches,
+                         topped=topped, distinct=distinct, speakers_per_10=speakers))
+        print(f"batching n={n} group {group} shuffle {shuffle_size}: {topped}/{batches} topped "
+              f"up, {distinct:.1f} distinct utts, {speakers:.0f} speakers per 10 batches",
+              flush=True)
+    return rows
 
 
 # ------------------------------------------------------------------------------ audio files
@@ -303,6 +341,20 @@ def report_sampling(rows):
     print()
 
 
+def report_batching(rows):
+    print(f"**Shard batches at VoxCeleb2 shape** (P {P} x K {K}, batcher buffer 1500, world 1, "
+          "one epoch; counts, not times)")
+    print()
+    print(markdown_table(
+        ["utterances", "shard order", "shuffle_size", "topped-up batches",
+         f"distinct utts / batch of {P * K}", f"distinct speakers / 10 batches (of {10 * P})"],
+        [[f"{r['utts']:,}", "plain shuffle" if r["group_size"] == 1
+          else f"speaker runs of {r['group_size']}", r["shuffle_size"],
+          f"{r['topped']} of {r['batches']}", f"{r['distinct']:.1f}",
+          f"{r['speakers_per_10']:.0f}"] for r in rows]))
+    print()
+
+
 def report_write(rows):
     print(f"**3. Shard write** (write_shards, page-cache-hot wavs; last columns EXTRAPOLATED "
           f"to VoxCeleb2 dev, {VOX2_UTTS:,} utts x {VOX2_MEAN_S} s = "
@@ -366,14 +418,30 @@ def get_args(argv=None):
     p.add_argument("--score_utts", type=int, default=153_516, help="all of VoxCeleb1")
     p.add_argument("--cohort", type=int, default=6000)
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--batching_only", action="store_true",
+                   help="only the shard batch structure (counts) for each of --sizes")
+    p.add_argument("--group_size", type=int, default=K,
+                   help="speaker runs of the grouped shard order (--batching_only)")
     add_force_option(p)
     return p.parse_args(argv)
 
 
+def main_batching(args, cmd):
+    rows = [row for n in args.sizes for row in measure_batching(n, args.group_size)]
+    print()
+    report_batching(rows)
+    print(f"command: {cmd}")          # counts only: no load note needed
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"command": cmd, "batching": rows}, f, indent=2)
+
+
 def main(argv=None):
     args = get_args(argv)
-    require_idle(args.force)
     cmd = command_line("bench_scale.py", argv)
+    if args.batching_only:
+        return main_batching(args, cmd)
+    require_idle(args.force)
     print(f"{os.cpu_count()} CPUs, load average {load_avg()}", flush=True)
     res = {"command": cmd}
     res["sampling"] = measure_sampling(args.sizes)

@@ -33,3 +33,16 @@ def test_bench_scale_smoke(tmp_path, capsys):
     assert len(res["write"]) == 4 and all(r["utt_per_s"] > 0 for r in res["write"])
     assert [r["chunks"] for r in res["read"]] == [200, 200]
     assert res["scoring"]["asnorm_s"] >= 0
+
+
+def test_bench_scale_batching_only_shows_what_speaker_runs_buy(tmp_path, capsys):
+    """60,000 utterances over 5,994 speakers (~10 each): runs of 4 read without a shuffle
+    buffer give nearly all-distinct batches where a plain shuffle repeats files."""
+    out = tmp_path / "batching.json"
+    bench_scale.main(["--batching_only", "--sizes", "60000", "--json", str(out)])
+    rows = {(r["group_size"], r["shuffle_size"]): r for r in json.loads(out.read_text())["batching"]}
+    assert set(rows) == {(1, 1000), (1, 1), (4, 1000), (4, 1)}
+    assert all(r["batches"] == 300 for r in rows.values())
+    assert rows[(1, 1000)]["distinct"] < 100 and rows[(4, 1)]["distinct"] > 180
+    assert rows[(4, 1)]["speakers_per_10"] > 400
+    assert "speaker runs of 4" in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """WeSpeaker tar shards from a Kaldi data dir (stage 1 with --data_type shard).
 
   DATA/wav.scp + DATA/utt2spk -> utterances in an order shuffled by seed (so that every shard
-  mixes speakers) -> groups of num_utts_per_shard -> DATA/shards/shards_000000000.tar, ...
+  mixes speakers), in runs of group_size utterances of one speaker (speaker_runs) when
+  group_size > 1 -> groups of num_utts_per_shard -> DATA/shards/shards_000000000.tar, ...
   with members {key}.spk (the speaker) and {key}.wav (the file's bytes as they are; another
   extension soundfile reads is kept), as WeSpeaker's tools/make_shard_list.py writes them
   -> DATA/shard.list (paths relative to DATA), written last.
@@ -28,7 +29,22 @@ from wespeaker_mfcon.utils.parallel import parallel_map
 logger = logging.getLogger(__name__)
 
 
-def plan_shards(data_dir, num_utts_per_shard, seed):
+def speaker_runs(utts, spks, group_size, rng):
+    """The utterances in runs of group_size of one speaker (a speaker's last run may be
+    shorter), runs in random order. A stream read from these shards brings a speaker's
+    utterances close together, so that the P x K batcher's bounded buffer finds K of them
+    for many speakers at once (on 5,994 speakers a plain shuffle gives it ~0.25 per speaker)."""
+    by_spk = {}
+    for utt in utts:
+        by_spk.setdefault(spks[utt], []).append(utt)
+    runs = []
+    for spk in sorted(by_spk):
+        mine = [by_spk[spk][i] for i in rng.permutation(len(by_spk[spk]))]
+        runs += [mine[i:i + group_size] for i in range(0, len(mine), group_size)]
+    return [utt for i in rng.permutation(len(runs)) for utt in runs[i]]
+
+
+def plan_shards(data_dir, num_utts_per_shard, seed, group_size=1):
     """[(tar name, [(key, speaker, audio path)])] in shard order; keys checked for tar use."""
     wav_scp, utt2spk = (os.path.join(data_dir, name) for name in ("wav.scp", "utt2spk"))
     wavs, spks = read_scp(wav_scp), read_scp(utt2spk)
@@ -44,7 +60,9 @@ def plan_shards(data_dir, num_utts_per_shard, seed):
                    if "." not in utt.rsplit("/", 1)[-1] else "a dot in the key's last part "
                    "would split it in a tar (member names are {key}.{ext})")
             raise UserError(f"{wav_scp}: {utt}: cannot go into a shard: {why}")
-    order = [utts[i] for i in np.random.default_rng(seed).permutation(len(utts))]
+    rng = np.random.default_rng(seed)
+    order = ([utts[i] for i in rng.permutation(len(utts))] if group_size == 1
+             else speaker_runs(utts, spks, group_size, rng))
     return [(f"shards_{i:09d}.tar",
              [(u, spks[u], wavs[u]) for u in order[start:start + num_utts_per_shard]])
             for i, start in enumerate(range(0, len(order), num_utts_per_shard))]
@@ -72,6 +90,7 @@ def _write_job(job):
 
 
 def _plan_digest(plan, num_utts_per_shard, seed):
+    """The plan's members and order (so group_size too) and the options it was cut with."""
     digest = hashlib.sha1(f"{num_utts_per_shard} {seed}\n".encode())
     for name, members in plan:
         digest.update(name.encode())
@@ -95,9 +114,10 @@ def _keep_or_clear(shards_dir, digest):
             f.write(digest + "\n")
 
 
-def write_shards(data_dir, num_utts_per_shard=1000, nj=1, seed=777, progress=True):
+def write_shards(data_dir, num_utts_per_shard=1000, nj=1, seed=777, group_size=1,
+                 progress=True):
     """DATA/shards/*.tar and DATA/shard.list; returns (shards written, shards kept)."""
-    plan = plan_shards(data_dir, num_utts_per_shard, seed)
+    plan = plan_shards(data_dir, num_utts_per_shard, seed, group_size)
     shards_dir = os.path.join(data_dir, "shards")
     os.makedirs(shards_dir, exist_ok=True)
     _keep_or_clear(shards_dir, _plan_digest(plan, num_utts_per_shard, seed))

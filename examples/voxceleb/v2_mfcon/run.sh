@@ -15,6 +15,8 @@ data=data
 nj=2
 data_type=feat            # stage 1: feat (fbank arks) | shard (also tar shards of data/train,
                           #   for data_type: shard configs, e.g. conf/*_shard*.yaml)
+shard_group_size=4        # shards hold each speaker's utterances in runs of this many: the
+                          #   K (utts_per_spk) of the shard configs; 1 = plain shuffle
 gpus=""                   # e.g. "0,1,2,3"; empty = CPU (gloo)
 cpu_procs=1               # processes for CPU training (gloo DDP when > 1)
 torchrun_opts="--standalone --nnodes=1"   # multi-node: "--nnodes=2 --node_rank=0 --rdzv_endpoint=host:29400"
@@ -38,7 +40,7 @@ cal_opts=""               # more options of local/calibrate.sh, e.g. "--num_tria
 
 help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir DIR] [--data DIR]
   [--nj N] [--gpus 0,1] [--cpu_procs N] [--train_root DIR --test_root DIR --trials 'F1 F2']
-  [--data_type feat|shard]
+  [--data_type feat|shard] [--shard_group_size K]
   [--on_bad_audio error|skip] [--musan_root DIR] [--rir_root DIR]
   [--mini_opts '--num_train_spk 40 ...']
   [--num_avg N] [--score_norm_method asnorm|snorm] [--top_n N] [--train_opts '--key value']
@@ -81,7 +83,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   done
   if [ "${data_type}" = shard ]; then
     echo "stage 1: tar shards of ${data}/train"
-    python -m wespeaker_mfcon.bin.make_shards --data ${data}/train --nj ${nj}
+    python -m wespeaker_mfcon.bin.make_shards --data ${data}/train --nj ${nj} \
+      --group_size ${shard_group_size}
   fi
 fi
 
