@@ -3,7 +3,10 @@
   feats (B, T, 80) log-mel fbank -> [mean normalization inside] -> embs (B, E)
 
 EmbeddingNet is the deployable network (also what export_onnx exports). Embedder wraps
-either backend behind one interface and turns wav files into embeddings and scores. When the
+either backend behind one interface and turns wav files into embeddings and scores.
+Embedder.embed_list embeds utterances of different lengths in one zero-padded batch when the
+backend can mask the padding (a model with `supports_lengths`, or an .onnx graph with a
+`lengths` input); each embedding then equals the utterance's alone up to float rounding. When the
 experiment holds a calibration (exp/NAME/calibration.json, written by stage 7), a score comes
 with its log-likelihood ratio and the Bayes decision at a stated prior.
 """
@@ -15,6 +18,7 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from wespeaker_mfcon.calibration import Calibration, bayes_threshold
 from wespeaker_mfcon.frontend.fbank import apply_cmn, fbank
@@ -34,10 +38,53 @@ class EmbeddingNet(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, feats):
-        # feats: (B, T, F) -> embs: (B, E)
-        embeds, _ = self.model(apply_cmn(feats))
+    @property
+    def supports_lengths(self):
+        return getattr(self.model, "supports_lengths", False)
+
+    def forward(self, feats, lengths=None):
+        # feats: (B, T, F), lengths: (B,) int64 real frames (zero-padded batch) or None -> (B, E)
+        if lengths is None:
+            embeds, _ = self.model(apply_cmn(feats))
+            return embeds
+        real = (torch.arange(feats.size(1), device=feats.device)[None, :]
+                < lengths[:, None])[..., None]                          # (B, T, 1)
+        mean = (feats * real).sum(dim=1, keepdim=True) / lengths[:, None, None]  # (B, 1, F)
+        embeds, _ = self.model((feats - mean) * real, lengths)
         return embeds
+
+
+def min_length(feats):
+    """(T, F) -> (max(T, MIN_FRAMES), F): a short utterance repeated in time up to MIN_FRAMES
+    (as training does for short utterances): the convolutional front needs a few frames."""
+    if feats.shape[0] >= MIN_FRAMES:
+        return feats
+    reps = -(-MIN_FRAMES // feats.shape[0])
+    return np.tile(feats, (reps, 1))[:MIN_FRAMES]
+
+
+def pad_batch(feats_list):
+    """[(T_i, F)] -> zero-padded (B, max T_i, F) float32 and lengths (B,) int64."""
+    lengths = np.array([f.shape[0] for f in feats_list], dtype=np.int64)
+    batch = np.zeros((len(feats_list), lengths.max(), feats_list[0].shape[1]), np.float32)
+    for i, f in enumerate(feats_list):
+        batch[i, :f.shape[0]] = f
+    return batch, lengths
+
+
+def length_batches(lengths, batch_size, max_frames, exact=False):
+    """Index lists over `lengths` (frames per utterance): sorted by length, each batch at most
+    batch_size long and batch size x its longest <= max_frames (a longer utterance goes alone);
+    with exact, a batch never mixes lengths."""
+    batch = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):   # stable: list order ties
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * lengths[i] > max_frames
+                      or (exact and lengths[batch[0]] != lengths[i])):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _experiment_file(model_path, name):
@@ -112,11 +159,14 @@ class Embedder:
             self.session = ort.InferenceSession(model_path, opts,
                                                 providers=["CPUExecutionProvider"])
             self.num_mel_bins = self.session.get_inputs()[0].shape[2]
+            names = [i.name for i in self.session.get_inputs()]
+            self.supports_padding = "lengths" in names
         else:
             self.net, conf = load_embedding_net(model_path, config)
             self.device = torch.device(device)
             self.net.to(self.device)
             self.num_mel_bins = conf.feat_dim
+            self.supports_padding = self.net.supports_lengths
 
     def embed_feats(self, feats):
         """feats: (B, T, F) float32 numpy (same T within the batch) -> (B, E) numpy.
@@ -124,14 +174,47 @@ class Embedder:
         Utterances shorter than MIN_FRAMES are repeated in time up to it (as training does
         for short utterances): the convolutional front of the models needs a few frames.
         """
-        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        feats = np.require(feats, np.float32, ["C", "W"])           # torch wants writable
         if feats.shape[1] < MIN_FRAMES:
             reps = -(-MIN_FRAMES // feats.shape[1])
             feats = np.ascontiguousarray(np.tile(feats, (1, reps, 1))[:, :MIN_FRAMES])
+        return self._run(feats, None)
+
+    def embed_list(self, feats_list):
+        """[(T_i, F)] utterances of any lengths -> (B, E) numpy, one batch. Different lengths
+        need supports_padding (the padding is masked); equal lengths run unpadded."""
+        feats_list = [min_length(np.asarray(f, dtype=np.float32)) for f in feats_list]
+        if len({f.shape[0] for f in feats_list}) == 1:
+            return self._run(np.stack(feats_list), None)
+        if not self.supports_padding:
+            raise ValueError("this model cannot mask padding: batch equal lengths only")
+        return self._run(*pad_batch(feats_list))
+
+    def embed_many(self, feats_list, batch_size=16, max_frames=20000, progress=False):
+        """[(T_i, F)] -> (N, E) numpy in list order, in length-sorted batches (length_batches;
+        exact lengths only when the backend cannot mask padding)."""
+        lengths = [max(f.shape[0], MIN_FRAMES) for f in feats_list]    # as embed_list pads
+        batches = list(length_batches(lengths, batch_size, max_frames,
+                                      exact=not self.supports_padding))
+        embeds = [None] * len(feats_list)
+        for idx in tqdm(batches, desc="embeddings", mininterval=2, dynamic_ncols=True,
+                        disable=not progress):
+            for i, emb in zip(idx, self.embed_list([feats_list[i] for i in idx])):
+                embeds[i] = emb
+        return np.stack(embeds)
+
+    def _run(self, feats, lengths):
+        """feats (B, T, F) float32, lengths (B,) int64 or None (all T) -> (B, E) numpy."""
         if self.backend == "onnx":
-            return self.session.run(["embs"], {"feats": feats})[0]
+            inputs = {"feats": feats}
+            if self.supports_padding:   # a graph with a lengths input always needs one
+                inputs["lengths"] = (np.full(len(feats), feats.shape[1], np.int64)
+                                     if lengths is None else lengths)
+            return self.session.run(["embs"], inputs)[0]
         with torch.inference_mode():
-            return self.net(torch.from_numpy(feats).to(self.device)).float().cpu().numpy()
+            lengths = None if lengths is None else torch.from_numpy(lengths).to(self.device)
+            feats = torch.from_numpy(feats).to(self.device)
+            return self.net(feats, lengths).float().cpu().numpy()
 
     def wav_feats(self, path):
         """(T, F) fbank of a wav file with the project's front end (FBANK_DEFAULTS), as stage 1

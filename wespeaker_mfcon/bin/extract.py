@@ -2,8 +2,12 @@
 
   python -m wespeaker_mfcon.bin.extract --model exp/E/models/avg_model.pt \
       --wav_scp data/test/wav.scp --out_dir exp/E/embeddings/test
-writes OUT/xvector.ark and OUT/xvector.scp (kaldiio). Full-length utterances; utterances of
-exactly the same length share a batch, so batching never changes an embedding.
+writes OUT/xvector.ark and OUT/xvector.scp (kaldiio). Full-length utterances, batched by
+length: the list is sorted by frame count and cut into batches of at most --batch_size
+utterances and --max_frames padded frames (batch size x longest), so padding is small. A model
+that masks padding (MFA-Conformer .pt; an .onnx with a `lengths` input) batches different
+lengths; any other batches only utterances of exactly the same length. Either way an embedding
+equals the utterance's alone (up to float rounding, < 1e-4); --batch_size 1 embeds one at a time.
 """
 
 import argparse
@@ -31,7 +35,11 @@ def get_args(argv=None):
     src.add_argument("--feats_scp", help="kaldiio feats.scp from stage 1")
     parser.add_argument("--out_dir", required=True)
     parser.add_argument("--name", default="xvector", help="output basename (NAME.ark/scp)")
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=16,
+                        help="utterances per batch at most (default 16; 1 = one at a time)")
+    parser.add_argument("--max_frames", type=int, default=20000,
+                        help="padded frames per batch at most, batch size x longest utterance "
+                             "(default 20000 = 200 s); a longer utterance goes alone")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (.pt only)")
     parser.add_argument("--gpu_list", default="",
                         help="with --device cuda and --job J: use GPU list[(J-1) %% len]")
@@ -56,24 +64,10 @@ def load_inputs(args, embedder):
             for utt, path in tqdm(table.items(), desc="fbank", leave=False, mininterval=2)]
 
 
-def length_batches(items, batch_size):
-    """Group indices of items with identical frame counts into batches of <= batch_size."""
-    by_len = {}
-    for i, (_, feats) in enumerate(items):
-        by_len.setdefault(feats.shape[0], []).append(i)
-    for idx in by_len.values():
-        for start in range(0, len(idx), batch_size):
-            yield idx[start:start + batch_size]
-
-
-def extract(embedder, items, batch_size):
-    embeds = [None] * len(items)
-    batches = list(length_batches(items, batch_size))
-    for idx in tqdm(batches, desc="embeddings", mininterval=2, dynamic_ncols=True):
-        feats = np.stack([items[i][1] for i in idx])
-        for i, emb in zip(idx, embedder.embed_feats(feats)):
-            embeds[i] = emb
-    return embeds
+def check_batching(args):
+    for name in ("batch_size", "max_frames"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
 
 
 def write_embeddings(ark, scp, utts, embeds):
@@ -91,6 +85,7 @@ def write_embeddings(ark, scp, utts, embeds):
 
 def main(argv=None):
     args = get_args(argv)
+    check_batching(args)
     device = args.device
     if device == "cuda" and args.gpu_list:
         gpus = args.gpu_list.split(",")
@@ -99,7 +94,8 @@ def main(argv=None):
     items = load_inputs(args, embedder)
     if not items:
         raise UserError(f"{args.wav_scp or args.feats_scp}: empty list")
-    embeds = extract(embedder, items, args.batch_size)
+    embeds = embedder.embed_many([feats for _, feats in items], args.batch_size,
+                                 args.max_frames, progress=True)
     os.makedirs(args.out_dir, exist_ok=True)
     ark, scp = (os.path.abspath(os.path.join(args.out_dir, f"{args.name}.{e}"))
                 for e in ("ark", "scp"))

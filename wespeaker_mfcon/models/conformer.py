@@ -10,8 +10,11 @@
              x = x + 1/2 FFN(LN(x))
              x = LN(x)
 
-No padding masks: every utterance in a batch has the same number of frames (fixed training
-crops; one utterance at a time or equal lengths at inference). Shapes are never tested in
+Training uses no masks: every utterance in a batch has the same number of frames (fixed
+crops). Batched inference over utterances of different lengths passes `mask` (B, T') bool, True
+on real frames: attention ignores padded keys and the conv module zeroes padded frames before
+its depthwise conv, so a padded utterance's real frames see exactly what they see alone (the
+conv's own zero padding). mask=None is the unmasked path, unchanged. Shapes are never tested in
 Python, so the blocks trace with a symbolic T for torch.export / ONNX.
 """
 
@@ -43,6 +46,14 @@ class Conv2dSubsampling(nn.Module):
         x = self.conv(x.unsqueeze(1))             # (B, d, T', F')
         x = x.transpose(1, 2).flatten(2)          # (B, T', d*F')
         return self.out(x)                        # (B, T', d)
+
+    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames out for `lengths` (B,) frames in: each 3x3/2 conv (no padding) maps T to
+        (T-1)//2, and output frame t only reads input frames 2t..2t+2, so the first
+        out_lengths(L) outputs of a padded utterance depend on its real frames alone."""
+        for _ in range(self.rate // 2):
+            lengths = torch.div(lengths - 1, 2, rounding_mode="floor")
+        return lengths
 
 
 def rel_sinusoids(length: int, d_model: int, device, dtype) -> torch.Tensor:
@@ -102,8 +113,9 @@ class RelPositionMultiHeadedAttention(nn.Module):
         # (B, T, d) -> (B, H, T, d_k)
         return x.unflatten(2, (self.h, self.d_k)).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, pos_emb: torch.Tensor) -> torch.Tensor:
-        # x: (B, T, d), pos_emb: (1, 2T-1, d)
+    def forward(self, x: torch.Tensor, pos_emb: torch.Tensor,
+                mask: torch.Tensor = None) -> torch.Tensor:
+        # x: (B, T, d), pos_emb: (1, 2T-1, d), mask: (B, T) bool, True = real frame, or None
         q = self.split_heads(self.linear_q(x))                  # (B, H, T, d_k)
         k = self.split_heads(self.linear_k(x))                  # (B, H, T, d_k)
         v = self.split_heads(self.linear_v(x))                  # (B, H, T, d_k)
@@ -113,6 +125,8 @@ class RelPositionMultiHeadedAttention(nn.Module):
         content = q_u @ k.transpose(-2, -1)                     # (B, H, T, T)
         position = rel_shift(q_v @ p.transpose(-2, -1))         # (B, H, T, T)
         scores = (content + position) / math.sqrt(self.d_k)
+        if mask is not None:                                    # padded keys get weight 0
+            scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
         attn = self.dropout(torch.softmax(scores, dim=-1))      # (B, H, T, T)
         out = (attn @ v).transpose(1, 2).flatten(2)             # (B, T, d)
         return self.linear_out(out)
@@ -145,10 +159,12 @@ class ConvolutionModule(nn.Module):
         self.norm = nn.BatchNorm1d(d_model)
         self.pointwise_conv2 = nn.Conv1d(d_model, d_model, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, T, d)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
+        # x: (B, T, d), mask: (B, T) bool, True = real frame, or None
         x = x.transpose(1, 2)                                  # (B, d, T)
         x = F.glu(self.pointwise_conv1(x), dim=1)              # (B, 2d, T) -> (B, d, T)
+        if mask is not None:                                   # padding = the conv's zeros
+            x = x.masked_fill(~mask[:, None, :], 0.0)
         x = F.silu(self.norm(self.depthwise_conv(x)))          # (B, d, T)
         x = self.pointwise_conv2(x)                            # (B, d, T)
         return x.transpose(1, 2)                               # (B, T, d)
@@ -172,10 +188,11 @@ class ConformerBlock(nn.Module):
         self.norm_final = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout_rate)
 
-    def forward(self, x: torch.Tensor, pos_emb: torch.Tensor) -> torch.Tensor:
-        # x: (B, T, d), pos_emb: (1, 2T-1, d)
+    def forward(self, x: torch.Tensor, pos_emb: torch.Tensor,
+                mask: torch.Tensor = None) -> torch.Tensor:
+        # x: (B, T, d), pos_emb: (1, 2T-1, d), mask: (B, T) bool or None (see module doc)
         x = x + 0.5 * self.dropout(self.ff_macaron(self.norm_ff_macaron(x)))
-        x = x + self.dropout(self.self_attn(self.norm_mha(x), pos_emb))
-        x = x + self.dropout(self.conv_module(self.norm_conv(x)))
+        x = x + self.dropout(self.self_attn(self.norm_mha(x), pos_emb, mask))
+        x = x + self.dropout(self.conv_module(self.norm_conv(x), mask))
         x = x + 0.5 * self.dropout(self.ff(self.norm_ff(x)))
         return self.norm_final(x)                              # (B, T, d)

@@ -11,6 +11,10 @@
 
 forward returns (embeds, blocks) so that the MFCon loss can use every block output.
 Input features are expected mean-normalized already (done by the data pipeline / export wrapper).
+forward(feats, lengths) takes a zero-padded batch of utterances of different lengths (B,) and
+masks the padding through attention, conv modules and pooling (batched inference); each
+embedding then equals that of the utterance alone, up to float rounding. lengths=None (training,
+export) runs the unmasked path.
 """
 
 import torch
@@ -45,15 +49,21 @@ class MFAConformer(nn.Module):
         self.bn = nn.BatchNorm1d(self.pool.out_dim)
         self.fc = nn.Linear(self.pool.out_dim, embed_dim)
 
-    def forward(self, feats: torch.Tensor) -> tuple:
-        # feats: (B, T, F)
+    supports_lengths = True      # forward(feats, lengths) masks padding (inference.Embedder)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor = None) -> tuple:
+        # feats: (B, T, F), lengths: (B,) real frames per utterance, or None (all T)
         x = self.subsampling(feats)                   # (B, T', d)
+        mask = None
+        if lengths is not None:                       # (B, T') True on real frames
+            sub_lengths = self.subsampling.out_lengths(lengths)
+            mask = torch.arange(x.size(1), device=x.device)[None, :] < sub_lengths[:, None]
         x, pos_emb = self.pos_enc(x)                  # (B, T', d), (1, 2T'-1, d)
         blocks = []
         for block in self.blocks:
-            x = block(x, pos_emb)                     # (B, T', d)
+            x = block(x, pos_emb, mask)               # (B, T', d)
             blocks.append(x)
         x = self.norm(torch.cat(blocks, dim=-1))      # (B, T', L*d)
-        x = self.pool(x.transpose(1, 2))              # (B, 2*L*d)
+        x = self.pool(x.transpose(1, 2), mask)        # (B, 2*L*d)
         embeds = self.fc(self.bn(x))                  # (B, E)
         return embeds, blocks

@@ -8,12 +8,24 @@ laid out as in the SpeechBrain module the MFA-Conformer authors used:
     a_t = softmax_t(e_t)
     mu = sum_t a_t x_t,  sigma = sqrt(sum_t a_t (x_t - mu)^2)
     out = [mu ; sigma]                                   (2C)
+
+forward(x, mask) with mask (B, T) bool (True = real frame) pools over the real frames only:
+padded frames get weight 0 in every mean, std and softmax. mask=None: all frames.
 """
 
 import torch
 import torch.nn as nn
 
 VAR_FLOOR = 1e-10
+
+
+def uniform_weights(x: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
+    """1/T on every frame of x (B, C, T), or 1/(real frames) on the real frames of mask (B, T)
+    and 0 on padding: (B, 1, T)."""
+    if mask is None:
+        return torch.ones_like(x[:, :1, :]) / x.size(2)
+    w = mask[:, None, :].to(x.dtype)                           # (B, 1, T)
+    return w / w.sum(dim=2, keepdim=True)
 
 
 def weighted_stats(x: torch.Tensor, w: torch.Tensor) -> tuple:
@@ -31,9 +43,9 @@ class StatsPool(nn.Module):
         self.in_dim = in_dim
         self.out_dim = 2 * in_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, C, T)
-        w = torch.ones_like(x[:, :1, :]) / x.size(2)           # (B, 1, T)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
+        # x: (B, C, T), mask: (B, T) bool or None
+        w = uniform_weights(x, mask)                           # (B, 1, T)
         mean, std = weighted_stats(x, w)                       # (B, C, 1) each
         return torch.cat([mean, std], dim=1).squeeze(2)        # (B, 2C)
 
@@ -55,14 +67,17 @@ class AttentiveStatsPool(nn.Module):
             nn.Conv1d(attention_channels, in_dim, kernel_size=1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, C, T)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
+        # x: (B, C, T), mask: (B, T) bool or None
         h = x
         if self.global_context:
-            w = torch.ones_like(x[:, :1, :]) / x.size(2)       # (B, 1, T)
+            w = uniform_weights(x, mask)                       # (B, 1, T)
             mean, std = weighted_stats(x, w)                   # (B, C, 1) each
             h = torch.cat([x, mean.expand_as(x), std.expand_as(x)], dim=1)  # (B, 3C, T)
-        alpha = torch.softmax(self.attention(h), dim=2)        # (B, C, T)
+        scores = self.attention(h)                             # (B, C, T)
+        if mask is not None:
+            scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+        alpha = torch.softmax(scores, dim=2)                   # (B, C, T)
         mean, std = weighted_stats(x, alpha)                   # (B, C, 1) each
         return torch.cat([mean, std], dim=1).squeeze(2)        # (B, 2C)
 

@@ -1,0 +1,227 @@
+"""Utterances/s of batched embedding extraction against one utterance at a time.
+
+    python benchmarks/bench_batched_extract.py --exp_dir EXP --feats_scp DATA/test/feats.scp
+        [--batch_size 16] [--max_frames 20000] [--jobs 1 2] [--repeats 3] [--json OUT] [--force]
+
+Over the utterances of a stage-1 feats.scp (the fbank is not timed) and the experiment's
+models/avg_model.pt, as stage 3 runs them (Embedder.embed_many, one thread per job):
+  * PyTorch, batch 1: one utterance at a time;
+  * PyTorch, batched: length-sorted, zero-padded batches with the padding masked;
+  * ORT, batch 1: the deployable graph (input `feats` only, as stage 5 exports it);
+  * ORT, equal lengths: that graph, batching only utterances of exactly the same length (all it
+    can do without a mask);
+  * ORT, batched: a graph exported here with a second input `lengths` (export_with_lengths),
+    length-sorted padded batches with the padding masked.
+With J jobs the list is cut into J contiguous parts (as extract.sh does) embedded at once by J
+worker processes; utterances/s = list size / wall time of the slowest job. Models are loaded
+and warmed up once per worker before timing. Every repeat runs all modes in turn (interleaved),
+so that machine load changing during the run hits them alike; speed-ups are medians of the
+per-repeat ratios. Max |diff| compares every embedding with its batch-1 PyTorch embedding.
+"""
+
+import argparse
+import logging
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
+                               markdown_table, require_idle)
+from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
+
+# mode -> (backend, graph, batch size: "1" or the --batch_size)
+MODES = {"torch_1": ("torch", "pt", "1"), "torch_batched": ("torch", "pt", "n"),
+         "ort_1": ("onnx", "plain", "1"), "ort_equal": ("onnx", "plain", "n"),
+         "ort_batched": ("onnx", "lengths", "n")}
+LABELS = {"torch_1": "PyTorch, batch 1", "torch_batched": "PyTorch, batched (masked)",
+          "ort_1": "ORT, batch 1", "ort_equal": "ORT, equal lengths only",
+          "ort_batched": "ORT, batched (masked, `lengths` input)"}
+
+
+def export_with_lengths(net, feat_dim, path, with_lengths=True, opset=18):
+    """Dynamo export of an EmbeddingNet: inputs feats (B, T, F) [+ lengths (B,) int64], output
+    embs (B, E); dynamic B and T. Example batch of 2 with different lengths."""
+    import torch
+
+    from wespeaker_mfcon.inference import MIN_FRAMES
+
+    batch, time_ = torch.export.Dim("B"), torch.export.Dim("T", min=MIN_FRAMES)
+    example = (torch.randn(2, 200, feat_dim),)
+    names, shapes = ["feats"], ({0: batch, 1: time_},)
+    if with_lengths:
+        example += (torch.tensor([200, 150]),)
+        names, shapes = names + ["lengths"], shapes + ({0: batch},)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(net, example, dynamo=True, external_data=False,
+                                    input_names=names, output_names=["embs"],
+                                    dynamic_shapes=shapes, opset_version=opset, verbose=False)
+    program.save(path, external_data=False)
+
+
+def read_feats(feats_scp):
+    """[(T, F) float32] of every utterance in a feats.scp, in list order."""
+    import kaldiio
+
+    from wespeaker_mfcon.utils.file_utils import read_scp
+    return [np.asarray(kaldiio.load_mat(spec), dtype=np.float32)
+            for spec in read_scp(feats_scp).values()]
+
+
+def worker(conn, models, feats_scp, part, num_parts, batch_size, max_frames):
+    """One job: its contiguous part of the list; answers (mode) with (seconds, embeddings)."""
+    import torch
+    torch.set_num_threads(1)
+    from wespeaker_mfcon.inference import Embedder
+
+    feats = read_feats(feats_scp)
+    bounds = np.linspace(0, len(feats), num_parts + 1).round().astype(int)
+    feats = feats[bounds[part]:bounds[part + 1]]
+    embedders = {graph: Embedder(path, num_threads=1) for graph, path in models.items()}
+    conn.send("ready")
+    for mode in iter(conn.recv, None):
+        _, graph, size = MODES[mode]
+        size = 1 if size == "1" else batch_size
+        t0 = time.perf_counter()
+        embs = embedders[graph].embed_many(feats, size, max_frames)
+        conn.send((time.perf_counter() - t0, embs))
+
+
+def start_workers(jobs, models, args):
+    ctx = mp.get_context("spawn")
+    workers = []
+    for part in range(jobs):
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=worker, args=(there, models, args.feats_scp, part, jobs,
+                                                args.batch_size, args.max_frames), daemon=True)
+        proc.start()
+        workers.append((proc, here))
+    for _, conn in workers:
+        if conn.recv() != "ready":
+            raise RuntimeError("worker failed to start")
+    return workers
+
+
+def run_mode(workers, mode):
+    """All jobs at once: (wall seconds, (N, E) embeddings in list order)."""
+    t0 = time.perf_counter()
+    for _, conn in workers:
+        conn.send(mode)
+    replies = [conn.recv() for _, conn in workers]
+    return time.perf_counter() - t0, np.concatenate([embs for _, embs in replies])
+
+
+def stop_workers(workers):
+    for proc, conn in workers:
+        conn.send(None)
+        proc.join(timeout=30)
+
+
+def measure(jobs, models, modes, args, num_utts):
+    """{mode: {"ups": [utts/s per repeat], "embs": embeddings}} after one warm-up pass."""
+    workers = start_workers(jobs, models, args)
+    try:
+        out = {mode: {"ups": [], "embs": run_mode(workers, mode)[1]} for mode in modes}
+        for rep in range(args.repeats):
+            for mode in modes:
+                seconds, _ = run_mode(workers, mode)
+                out[mode]["ups"].append(num_utts / seconds)
+            print(f"jobs={jobs} repeat {rep + 1}: " + ", ".join(
+                f"{m} {out[m]['ups'][-1]:.1f}/s" for m in modes) + f" [load {load_avg()}]",
+                flush=True)
+    finally:
+        stop_workers(workers)
+    return out
+
+
+def export_models(exp_dir, tmp, with_onnx):
+    """{graph: model path}: the .pt, and with_onnx the plain and the lengths ONNX graphs."""
+    from wespeaker_mfcon.inference import load_embedding_net
+
+    pt = os.path.join(exp_dir, "models", "avg_model.pt")
+    if not os.path.isfile(pt):
+        raise UserError(f"{pt}: no such model")
+    models = {"pt": pt}
+    if with_onnx:
+        net, conf = load_embedding_net(pt)
+        for graph, with_lengths in (("plain", False), ("lengths", True)):
+            models[graph] = os.path.join(tmp, f"{graph}.onnx")
+            t0 = time.perf_counter()
+            export_with_lengths(net, conf.feat_dim, models[graph], with_lengths)
+            print(f"exported {graph} graph in {time.perf_counter() - t0:.0f} s", flush=True)
+    return models
+
+
+def table_rows(results, batch_size):
+    rows = []
+    for jobs, out in results.items():
+        for mode, r in out.items():
+            base = out["torch_1" if mode.startswith("torch") else "ort_1"]["ups"]
+            ratio = statistics.median(u / b for u, b in zip(r["ups"], base))
+            ref = out["torch_1"]["embs"]
+            size = 1 if MODES[mode][2] == "1" else batch_size
+            rows.append([jobs, LABELS[mode], size, f"{statistics.median(r['ups']):.1f}",
+                         f"{ratio:.2f}x", f"{np.abs(r['embs'] - ref).max():.1e}"])
+    return rows
+
+
+def get_args(argv):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp_dir", required=True, help="experiment dir with models/avg_model.pt")
+    p.add_argument("--feats_scp", required=True, help="stage-1 feats.scp of the test list")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--max_frames", type=int, default=20000)
+    p.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per mode (median)")
+    p.add_argument("--no_onnx", action="store_true", help="PyTorch only")
+    p.add_argument("--json", help="write the results here")
+    add_force_option(p)
+    args = p.parse_args(argv)
+    for name in ("batch_size", "max_frames", "repeats"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if min(args.jobs) < 1:
+        raise UserError(f"--jobs must be positive integers, got {args.jobs}")
+    return args
+
+
+def main(argv=None):
+    args = get_args(argv)
+    require_idle(args.force)
+    cmd = command_line("bench_batched_extract.py", argv)
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    num_utts = len(read_feats(args.feats_scp))
+    print(f"{num_utts} utterances, {os.cpu_count()} CPUs, load average {load_avg()}", flush=True)
+    modes = [m for m in MODES if not (args.no_onnx and m.startswith("ort"))]
+    with tempfile.TemporaryDirectory(prefix="bench_batched_") as tmp:
+        models = export_models(args.exp_dir, tmp, not args.no_onnx)
+        results = {jobs: measure(jobs, models, modes, args, num_utts) for jobs in args.jobs}
+    print()
+    print(f"Batched extraction over {num_utts} utterances ({args.feats_scp}), 1 thread per job, "
+          f"median of {args.repeats} interleaved passes; speed-up against batch 1 of the same "
+          "backend and job count (median of per-pass ratios); max |diff| against PyTorch "
+          "batch 1:")
+    print(markdown_table(["jobs", "mode", "batch", "utterances/s", "speed-up",
+                          "max abs diff"], table_rows(results, args.batch_size)))
+    print()
+    payload = {str(j): {m: {"utts_per_s": r["ups"]} for m, r in out.items()}
+               for j, out in results.items()}
+    finish_report([1], cmd, args.json, payload)
+
+
+if __name__ == "__main__":
+    run_main(main)
