@@ -135,6 +135,9 @@ def quantize_int8(fp32_path, out_path, calib, check, min_cosine=0.99):
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(fp32_path, pre, skip_symbolic_shape=True)
         nodes = select_nodes(onnx.load(pre))
+        if not nodes:  # quantize_static would take an empty list as "every node"
+            raise UserError(f"{fp32_path}: no MatMul or pointwise Conv with constant weights "
+                            "to quantize")
         logging.info("int8: quantizing %d MatMul/pointwise Conv nodes, calibrating on %d "
                      "utterances", len(nodes), len(calib))
         quantize_static(pre, dst, _FeatsReader(calib), quant_format=QuantFormat.QDQ,

@@ -30,6 +30,8 @@ mini_opts=""              # options of tools/make_mini_corpus.py
 musan_root=""             # local MUSAN and RIRS_NOISES copies -> data/aug/{noise,rir}.scp for
 rir_root=""               #   data_type: raw configs (the mini corpus gets a synthetic set)
 num_avg=3
+quantize=none             # stage 5: int8 = also avg_model_int8.onnx (static QDQ, calibrated on
+                          #   ${data}/train; see the README for when it is faster)
 lm_config=conf/mfa_conformer_mfcon_small_lm.yaml  # stage 6 (large margin) -> ${exp_dir}_lm
 lm_opts=""                # stage 6 config overrides, e.g. "--num_epochs 2"
 score_norm_method=asnorm  # asnorm | snorm
@@ -46,7 +48,7 @@ help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir 
   [--num_avg N] [--score_norm_method asnorm|snorm] [--top_n N] [--train_opts '--key value']
   [--lm_config FILE] [--lm_opts '--key value'] [--cal_data DIR] [--cal_opts '--key value']
 Stages: 0 data prep, 1 fbank (+ tar shards with --data_type shard), 2 train + average,
-  3 embeddings, 4 scoring, 5 ONNX export,
+  3 embeddings, 4 scoring, 5 ONNX export (--quantize int8: also an int8 model),
   6 large-margin fine-tuning of EXP/models/avg_model.pt (--lm_config) into EXP_lm,
   7 score calibration (after stage 4; on --cal_data, else on training-set trials).
 Stages 3-5 of the fine-tuned model: $0 --exp_dir EXP_lm --stage 3 --stop_stage 5.
@@ -130,7 +132,8 @@ fi
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   echo "stage 5: ONNX export"
   python -m wespeaker_mfcon.bin.export_onnx --exp_dir ${exp_dir} \
-    --checkpoint ${exp_dir}/models/avg_model.pt --output ${exp_dir}/models/avg_model.onnx
+    --checkpoint ${exp_dir}/models/avg_model.pt --output ${exp_dir}/models/avg_model.onnx \
+    --quantize ${quantize} --calib_data ${data}/train
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
