@@ -5,11 +5,12 @@
 
 For each model: a session as inference.Embedder makes it (CPUExecutionProvider, intra-op
 threads N, inter-op 1, default graph optimizations) with ORT's profiler on; one warm-up run
-(not counted), then --runs runs on the fbank of --seconds of noise (batch 1). The kernel times of the profiled
-runs ("*_kernel_time" events, i.e. the nodes ORT actually runs after its fusions, such as
-MatMulIntegerToFloat) are summed per operator type and divided by the runs: ms per utterance,
-share of the kernel total, and node count. The models are printed side by side, one column
-pair per file.
+(not counted), then --runs runs on the fbank of --seconds of noise (batch 1). The kernel times
+of the profiled runs ("*_kernel_time" events, i.e. the nodes ORT actually runs after its
+fusions, such as MatMulIntegerToFloat) are summed per operator type and divided by the runs:
+ms per utterance, share of the kernel total, and node count. Float MatMuls are split into
+those with a constant weight (linear layers) and activation x activation ones (attention).
+The models are printed side by side, one column triple per file.
 """
 
 import argparse
@@ -63,14 +64,27 @@ def op_profile(path, feats, threads=1, runs=5):
             events = json.load(f)
     # the first run (one-off allocations) is the warm-up: count only nodes after it ended
     first = min((ev for ev in events if ev.get("name") == "model_run"), key=lambda ev: ev["ts"])
+    weight_matmuls = _weight_matmuls(path)
     total, nodes = collections.Counter(), collections.defaultdict(set)
     for ev in events:
         if (ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time")
                 and ev["ts"] > first["ts"] + first["dur"]):
             op = ev["args"]["op_name"]
+            if op == "MatMul":
+                weights = ev["name"][:-len("_kernel_time")] in weight_matmuls
+                op = "MatMul (weights)" if weights else "MatMul (activations)"
             total[op] += ev["dur"]
             nodes[op].add(ev["name"])
     return {op: (us / 1000.0 / runs, len(nodes[op])) for op, us in total.items()}
+
+
+def _weight_matmuls(path):
+    """Names of the MatMul nodes whose B is an initializer (a layer's weight)."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    return {n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights}
 
 
 def profile_table(names, profiles, top=20):
