@@ -1,6 +1,7 @@
 """Stage 5 --quantize int8: the int8 model against the fp32 one, its interface, its errors."""
 
 import subprocess
+import sys
 
 import kaldiio
 import numpy as np
@@ -10,14 +11,17 @@ import pytest
 import torch
 import yaml
 
-from conftest import RECIPE, python_env, write_tree
-from train_utils import TINY_MODEL
-from wespeaker_mfcon.bin.export_onnx import main as export_main
-from wespeaker_mfcon.inference import load_model
-from wespeaker_mfcon.models import build_model
-from wespeaker_mfcon.quantize import calibration_feats, quantize_int8, select_nodes
-from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.errors import UserError
+from conftest import RECIPE, ROOT, python_env, write_tree
+
+sys.path.insert(0, ROOT)
+from benchmarks.profile_onnx import op_profile, profile_table  # noqa: E402
+from train_utils import TINY_MODEL  # noqa: E402
+from wespeaker_mfcon.bin.export_onnx import main as export_main  # noqa: E402
+from wespeaker_mfcon.inference import load_model  # noqa: E402
+from wespeaker_mfcon.models import build_model  # noqa: E402
+from wespeaker_mfcon.quantize import calibration_feats, quantize_int8, select_nodes  # noqa: E402
+from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +174,16 @@ def test_load_model_runs_the_int8_file(exp):
     api = load_model(str(exp / "models/avg_model_int8.onnx"))
     wav = (exp.parent / "data/train/wav.scp").read_text().split()[1]
     assert api.embed_wav(wav).shape == (16,)
+
+
+def test_ort_runs_every_quantized_weight_matmul_as_one_int8_kernel(exp):
+    """The speed-up's mechanism: each DQ -> MatMul (float output) becomes one
+    MatMulIntegerToFloat; no float weight MatMul and no QLinearMatMul is left."""
+    feats = (np.random.default_rng(4).standard_normal((1, 300, 80)) * 3).astype(np.float32)
+    fp32 = op_profile(str(exp / "models/avg_model.onnx"), feats, runs=1)
+    int8 = op_profile(str(exp / "models/avg_model_int8.onnx"), feats, runs=1)
+    assert int8["MatMulIntegerToFloat"][1] == fp32["MatMul (weights)"][1] > 0
+    assert "MatMul (weights)" not in int8 and "QLinearMatMul" not in int8
+    assert int8["MatMul (activations)"][1] == fp32["MatMul (activations)"][1]
+    table = profile_table(["fp32", "int8"], [fp32, int8])
+    assert "| MatMulIntegerToFloat | - | - | - |" in table and "**total**" in table
