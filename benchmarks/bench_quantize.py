@@ -14,7 +14,8 @@ Both sessions as inference.Embedder makes them (CPUExecutionProvider, intra-op t
 inter-op 1), batch 1, the fbank of --seconds of noise. After one warm-up run each, --repeats
 rounds each run fp32 then int8, so that drifting machine load hits both alike; reported: the
 median ms of each, the ratio of the medians and the median of the per-round ratios
-(fp32 ms / int8 ms; > 1 = int8 faster), and the cosine of the two embeddings. --profile also
+(fp32 ms / int8 ms; > 1 = int8 faster), the median CPU ms of the calling thread (with one
+thread, the time minus the waits for a core), and the cosine of the two embeddings. --profile also
 prints the per-operator profile of both (benchmarks/profile_onnx.py).
 """
 
@@ -24,6 +25,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import warnings
 
 import numpy as np
@@ -33,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.bench_extract import build_net, interleaved_ms  # noqa: E402
+from benchmarks.bench_extract import build_net  # noqa: E402
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
                                markdown_table, require_idle)
 from benchmarks.profile_onnx import noise_fbank, op_profile, profile_table  # noqa: E402
@@ -61,6 +63,22 @@ def export_pair(name, out_dir, calib_data, calib_utts):
     return fp32, int8
 
 
+def interleaved(runs, repeats):
+    """One warm-up run each, then `repeats` rounds of all runs in turn; per run: lists of wall
+    ms and of CPU ms of the calling thread (with 1 intra-op thread ORT computes in it, so CPU
+    time leaves out the time the thread waited for a core)."""
+    for run in runs:
+        run()
+    wall, cpu = [[] for _ in runs], [[] for _ in runs]
+    for _ in range(repeats):
+        for run, w, c in zip(runs, wall, cpu):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            run()
+            w.append((time.perf_counter() - w0) * 1000.0)
+            c.append((time.thread_time() - c0) * 1000.0)
+    return wall, cpu
+
+
 def time_pair(fp32, int8, feats, threads, repeats):
     """Interleaved timing of the two models: a result row (dict)."""
     import onnxruntime as ort
@@ -72,10 +90,11 @@ def time_pair(fp32, int8, feats, threads, repeats):
         sessions.append(ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"]))
     runs = [lambda s=s: s.run(["embs"], {"feats": feats})[0][0] for s in sessions]
     load_before = load_avg()
-    ms_fp32, ms_int8 = interleaved_ms(runs, repeats)
+    (ms_fp32, ms_int8), (cpu_fp32, cpu_int8) = interleaved(runs, repeats)
     a, b = (run() for run in runs)
     return {"fp32_ms": statistics.median(ms_fp32), "int8_ms": statistics.median(ms_int8),
             "round_ratio": statistics.median(f / i for f, i in zip(ms_fp32, ms_int8)),
+            "fp32_cpu_ms": statistics.median(cpu_fp32), "int8_cpu_ms": statistics.median(cpu_int8),
             "fp32_all_ms": ms_fp32, "int8_all_ms": ms_int8,
             "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))),
             "loadavg": f"{load_before} / {load_avg()}"}
@@ -121,12 +140,13 @@ def main(argv=None):
 
 def print_report(results, tables, args):
     header = ["config", "threads", "utterance", "fp32 ms (RTF)", "int8 ms (RTF)",
-              "int8 speed-up (medians)", "median per-round ratio", "cosine fp32/int8",
-              "size fp32 / int8 MiB", "load avg before / after"]
+              "int8 speed-up (medians)", "median per-round ratio", "CPU ms fp32 / int8",
+              "cosine fp32/int8", "size fp32 / int8 MiB", "load avg before / after"]
     rows = [[r["config"], r["threads"], f"{r['seconds']:g} s",
              f"{r['fp32_ms']:.1f} ({r['fp32_ms'] / 1000 / r['seconds']:.4f})",
              f"{r['int8_ms']:.1f} ({r['int8_ms'] / 1000 / r['seconds']:.4f})",
              f"{r['fp32_ms'] / r['int8_ms']:.2f}x", f"{r['round_ratio']:.2f}x",
+             f"{r['fp32_cpu_ms']:.1f} / {r['int8_cpu_ms']:.1f}",
              f"{r['cosine']:.5f}", f"{r['fp32_mib']:.1f} / {r['int8_mib']:.1f}", r["loadavg"]]
             for r in results]
     print()
