@@ -30,6 +30,7 @@ if ROOT not in sys.path:
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
                                markdown_table, require_idle)
 from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
 SAMPLE_RATE = 16000
 
@@ -117,6 +118,9 @@ def main(argv=None):
     p.add_argument("--json", help="write the profiles here")
     add_force_option(p)
     args = p.parse_args(argv)
+    for path in args.models:
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such model file")
     require_idle(args.force)
     cmd = command_line("profile_onnx.py", argv)
     feats = noise_fbank(args.seconds)
