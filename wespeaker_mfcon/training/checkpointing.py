@@ -2,7 +2,8 @@
 
 A checkpoint holds everything an unbroken run would still have in memory: the parts of
 ModelWithHeads (with the MFCon weighting's state), optimizer, lr schedule, position (epoch,
-batch in epoch, global step) and the RNG state. File handling (atomic save, safe load, naming) is utils/checkpoint.py.
+batch in epoch, global step) and the RNG state. File handling (atomic save, safe load,
+naming) is utils/checkpoint.py.
 """
 
 import os
