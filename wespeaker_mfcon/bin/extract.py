@@ -35,8 +35,9 @@ def get_args(argv=None):
     src.add_argument("--feats_scp", help="kaldiio feats.scp from stage 1")
     parser.add_argument("--out_dir", required=True)
     parser.add_argument("--name", default="xvector", help="output basename (NAME.ark/scp)")
-    parser.add_argument("--batch_size", type=int, default=16,
-                        help="utterances per batch at most (default 16; 1 = one at a time)")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="utterances per batch at most; 1 = one at a time (default: 16 for "
+                             "a .pt, 1 for an .onnx: ONNX Runtime on CPU was not faster batched)")
     parser.add_argument("--max_frames", type=int, default=20000,
                         help="padded frames per batch at most, batch size x longest utterance "
                              "(default 20000 = 200 s); a longer utterance goes alone")
@@ -66,7 +67,7 @@ def load_inputs(args, embedder):
 
 def check_batching(args):
     for name in ("batch_size", "max_frames"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
 
 
@@ -94,8 +95,9 @@ def main(argv=None):
     items = load_inputs(args, embedder)
     if not items:
         raise UserError(f"{args.wav_scp or args.feats_scp}: empty list")
-    embeds = embedder.embed_many([feats for _, feats in items], args.batch_size,
-                                 args.max_frames, progress=True)
+    batch_size = args.batch_size or (1 if embedder.backend == "onnx" else 16)
+    embeds = embedder.embed_many([feats for _, feats in items], batch_size, args.max_frames,
+                                 progress=True)
     os.makedirs(args.out_dir, exist_ok=True)
     ark, scp = (os.path.abspath(os.path.join(args.out_dir, f"{args.name}.{e}"))
                 for e in ("ark", "scp"))
