@@ -10,7 +10,7 @@ models/avg_model.pt, as stage 3 runs them (Embedder.embed_many, one thread per j
   * ORT, batch 1: the deployable graph (input `feats` only, as stage 5 exports it);
   * ORT, equal lengths: that graph, batching only utterances of exactly the same length (all it
     can do without a mask);
-  * ORT, batched: a graph exported here with a second input `lengths` (export_with_lengths),
+  * ORT, batched: a graph exported here with a second input `lengths` (onnx_export.export with_lengths=True),
     length-sorted padded batches with the padding masked.
 With J jobs the list is cut into J contiguous parts (as extract.sh does) embedded at once by J
 worker processes; utterances/s = list size / wall time of the slowest job. Models are loaded
@@ -28,7 +28,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 
@@ -49,27 +48,6 @@ MODES = {"torch_1": ("torch", "pt", "1"), "torch_batched": ("torch", "pt", "n"),
 LABELS = {"torch_1": "PyTorch, batch 1", "torch_batched": "PyTorch, batched (masked)",
           "ort_1": "ORT, batch 1", "ort_equal": "ORT, equal lengths only",
           "ort_batched": "ORT, batched (masked, `lengths` input)"}
-
-
-def export_with_lengths(net, feat_dim, path, with_lengths=True, opset=18):
-    """Dynamo export of an EmbeddingNet: inputs feats (B, T, F) [+ lengths (B,) int64], output
-    embs (B, E); dynamic B and T. Example batch of 2 with different lengths."""
-    import torch
-
-    from wespeaker_mfcon.inference import MIN_FRAMES
-
-    batch, time_ = torch.export.Dim("B"), torch.export.Dim("T", min=MIN_FRAMES)
-    example = (torch.randn(2, 200, feat_dim),)
-    names, shapes = ["feats"], ({0: batch, 1: time_},)
-    if with_lengths:
-        example += (torch.tensor([200, 150]),)
-        names, shapes = names + ["lengths"], shapes + ({0: batch},)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(net, example, dynamo=True, external_data=False,
-                                    input_names=names, output_names=["embs"],
-                                    dynamic_shapes=shapes, opset_version=opset, verbose=False)
-    program.save(path, external_data=False)
 
 
 def read_feats(feats_scp):
@@ -150,6 +128,7 @@ def measure(jobs, models, modes, args, num_utts):
 def export_models(exp_dir, tmp, with_onnx):
     """{graph: model path}: the .pt, and with_onnx the plain and the lengths ONNX graphs."""
     from wespeaker_mfcon.inference import load_embedding_net
+    from wespeaker_mfcon.onnx_export import export
 
     pt = os.path.join(exp_dir, "models", "avg_model.pt")
     if not os.path.isfile(pt):
@@ -160,7 +139,7 @@ def export_models(exp_dir, tmp, with_onnx):
         for graph, with_lengths in (("plain", False), ("lengths", True)):
             models[graph] = os.path.join(tmp, f"{graph}.onnx")
             t0 = time.perf_counter()
-            export_with_lengths(net, conf.feat_dim, models[graph], with_lengths)
+            export(net, conf.feat_dim, models[graph], 18, with_lengths=with_lengths)
             print(f"exported {graph} graph in {time.perf_counter() - t0:.0f} s", flush=True)
     return models
 

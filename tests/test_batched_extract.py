@@ -2,9 +2,7 @@
 embedding (PyTorch and ONNX Runtime), extract.sh with batching equals extract.sh without, and
 bad batching options are one-line errors."""
 
-import os
 import subprocess
-import sys
 
 import kaldiio
 import numpy as np
@@ -12,16 +10,13 @@ import pytest
 import torch
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.bench_batched_extract import export_with_lengths  # noqa: E402
-from conftest import RECIPE, python_env  # noqa: E402
-from train_utils import TINY_MODEL  # noqa: E402
-from wespeaker_mfcon.bin.extract import main as extract_main  # noqa: E402
-from wespeaker_mfcon.inference import (MIN_FRAMES, Embedder, length_batches,  # noqa: E402
-                                       pad_batch)
-from wespeaker_mfcon.models import build_model  # noqa: E402
-from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
+from conftest import RECIPE, python_env
+from train_utils import TINY_MODEL
+from wespeaker_mfcon.bin.extract import main as extract_main
+from wespeaker_mfcon.inference import MIN_FRAMES, Embedder, length_batches, pad_batch
+from wespeaker_mfcon.models import build_model
+from wespeaker_mfcon.onnx_export import export
+from wespeaker_mfcon.utils.errors import UserError
 
 # below MIN_FRAMES, odd/even, equal pairs, a long one: every masking edge case in one list
 LENGTHS = [7, 20, 21, 22, 57, 58, 58, 90, 131, 200, 203, 260]
@@ -85,7 +80,7 @@ def test_full_lengths_mask_equals_no_mask(exp):
 def test_padded_batch_equals_batch_one_onnx(exp, tmp_path):
     pt = Embedder(str(exp / "models/avg_model.pt"))
     path = str(tmp_path / "lengths.onnx")
-    export_with_lengths(pt.net, 20, path)
+    export(pt.net, 20, path, 18, with_lengths=True)
     ort = Embedder(path)
     feats = feats_list(exp)
     assert ort.supports_padding

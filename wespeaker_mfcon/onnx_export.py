@@ -25,14 +25,19 @@ def export_checked(net, conf, path, opset=18, check_lengths=(200, 317), tol=1e-4
         check_against_torch(net, tmp, conf.feat_dim, check_lengths, tol)
 
 
-def export(net, feat_dim, path, opset):
-    """Dynamo export with dynamic batch and time; example batch of 2 (B=1 gets specialized)."""
-    example = torch.randn(2, 200, feat_dim)
+def export(net, feat_dim, path, opset, with_lengths=False):
+    """Dynamo export with dynamic batch and time; example batch of 2 (B=1 gets specialized).
+    with_lengths: a second input lengths (B,) int64, the real frames of each padded row
+    (inference.EmbeddingNet masks the rest); sherpa-onnx feeds feats only, so the deployable
+    file is exported without it."""
     batch, time = torch.export.Dim("B"), torch.export.Dim("T", min=MIN_FRAMES)
-    program = torch.onnx.export(net, (example,), dynamo=True, external_data=False,
-                                input_names=["feats"], output_names=["embs"],
-                                dynamic_shapes=({0: batch, 1: time},), opset_version=opset,
-                                verbose=False)
+    example, names, shapes = (torch.randn(2, 200, feat_dim),), ["feats"], ({0: batch, 1: time},)
+    if with_lengths:
+        example, names = example + (torch.tensor([200, 150]),), names + ["lengths"]
+        shapes += ({0: batch},)
+    program = torch.onnx.export(net, example, dynamo=True, external_data=False,
+                                input_names=names, output_names=["embs"],
+                                dynamic_shapes=shapes, opset_version=opset, verbose=False)
     program.save(path, external_data=False)
 
 
