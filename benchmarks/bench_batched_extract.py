@@ -21,7 +21,6 @@ backend (the batching criterion), and the last column with PyTorch batch 1 (the 
 """
 
 import argparse
-import logging
 import multiprocessing as mp
 import os
 import statistics
@@ -37,7 +36,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
-                               markdown_table, require_idle)
+                               markdown_table, quiet_exporter_logs, require_idle)
 from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
 from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
@@ -182,8 +181,7 @@ def main(argv=None):
     args = get_args(argv)
     require_idle(args.force)
     cmd = command_line("bench_batched_extract.py", argv)
-    for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_exporter_logs()
     num_utts = len(read_feats(args.feats_scp))
     print(f"{num_utts} utterances, {os.cpu_count()} CPUs, load average {load_avg()}", flush=True)
     modes = [m for m in MODES if not (args.no_onnx and m.startswith("ort"))]

@@ -22,7 +22,6 @@ interleaved so that changing machine load affects them alike; the ORT runs come 
 """
 
 import argparse
-import logging
 import os
 import statistics
 import sys
@@ -39,7 +38,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
-                               markdown_table, require_idle)
+                               markdown_table, quiet_exporter_logs, require_idle)
 from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
 from wespeaker_mfcon.onnx_export import add_metadata, export  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
@@ -95,8 +94,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     require_idle(args.force)
     cmd = command_line("bench_extract.py", argv)
-    for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_exporter_logs()
 
     import onnxruntime as ort
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, "

@@ -20,7 +20,6 @@ prints the per-operator profile of both (benchmarks/profile_onnx.py).
 """
 
 import argparse
-import logging
 import os
 import statistics
 import sys
@@ -37,7 +36,7 @@ if ROOT not in sys.path:
 
 from benchmarks.bench_extract import build_net  # noqa: E402
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
-                               markdown_table, require_idle)
+                               markdown_table, quiet_exporter_logs, require_idle)
 from benchmarks.profile_onnx import noise_fbank, op_profile, profile_table  # noqa: E402
 from wespeaker_mfcon.onnx_export import add_metadata, export  # noqa: E402
 from wespeaker_mfcon.quantize import calibration_feats, quantize_int8  # noqa: E402
@@ -116,8 +115,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     require_idle(args.force)
     cmd = command_line("bench_quantize.py", argv)
-    for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_exporter_logs()
     feats = noise_fbank(args.seconds)
     results, tables = [], []
     with tempfile.TemporaryDirectory(prefix="bench_quantize_") as tmp:

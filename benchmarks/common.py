@@ -6,6 +6,7 @@ it prints starts with a line that says so.
 """
 
 import json
+import logging
 import os
 import sys
 
@@ -98,3 +99,9 @@ def finish_report(threads, cmd, json_path, payload):
     if json_path:
         with open(json_path, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2)
+
+
+def quiet_exporter_logs():
+    """The dynamo ONNX exporter logs every pass at INFO: keep its errors only."""
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
