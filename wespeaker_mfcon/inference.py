@@ -46,11 +46,8 @@ class EmbeddingNet(nn.Module):
         # feats: (B, T, F), lengths: (B,) int64 real frames (zero-padded batch) or None -> (B, E)
         if lengths is None:
             embeds, _ = self.model(apply_cmn(feats))
-            return embeds
-        real = (torch.arange(feats.size(1), device=feats.device)[None, :]
-                < lengths[:, None])[..., None]                          # (B, T, 1)
-        mean = (feats * real).sum(dim=1, keepdim=True) / lengths[:, None, None]  # (B, 1, F)
-        embeds, _ = self.model((feats - mean) * real, lengths)
+        else:
+            embeds, _ = self.model(apply_cmn(feats, lengths), lengths)
         return embeds
 
 
@@ -176,8 +173,7 @@ class Embedder:
         """
         feats = np.require(feats, np.float32, ["C", "W"])           # torch wants writable
         if feats.shape[1] < MIN_FRAMES:
-            reps = -(-MIN_FRAMES // feats.shape[1])
-            feats = np.ascontiguousarray(np.tile(feats, (1, reps, 1))[:, :MIN_FRAMES])
+            feats = np.stack([min_length(f) for f in feats])
         return self._run(feats, None)
 
     def embed_list(self, feats_list):

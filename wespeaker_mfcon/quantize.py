@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 import onnx
 
-from wespeaker_mfcon.inference import MIN_FRAMES
+from wespeaker_mfcon.inference import min_length
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path, read_scp
 
@@ -57,8 +57,7 @@ def calibration_feats(data_dir, num_utts=32, max_frames=500, feat_dim=80, held_o
 
 def _batch_of_one(mat):
     """(T, F) -> (1, max(T, MIN_FRAMES), F), short ones repeated in time as inference does."""
-    reps = -(-MIN_FRAMES // len(mat))
-    return np.ascontiguousarray(np.tile(mat, (reps, 1))[None] if reps > 1 else mat[None])
+    return np.ascontiguousarray(min_length(mat)[None])
 
 
 def _feature_source(data_dir, feat_dim):

@@ -306,8 +306,15 @@ class Fbank(nn.Module):
                            lengths=lengths)
 
 
-def apply_cmn(feats):
-    """Per-utterance mean normalization over time of (T, F) or (B, T, F) (torch or numpy)."""
+def apply_cmn(feats, lengths=None):
+    """Per-utterance mean normalization over time of (T, F) or (B, T, F) (torch or numpy).
+    lengths (B,) (torch): a zero-padded batch; each row's mean is over its first lengths[b]
+    frames and its padded frames stay zero."""
+    if lengths is not None:
+        real = (torch.arange(feats.size(1), device=feats.device)[None, :]
+                < lengths[:, None])[..., None]                          # (B, T, 1)
+        mean = (feats * real).sum(dim=1, keepdim=True) / lengths[:, None, None]  # (B, 1, F)
+        return (feats - mean) * real
     if torch.is_tensor(feats):
         return feats - feats.mean(dim=-2, keepdim=True)
     return feats - feats.mean(axis=-2, keepdims=True)

@@ -35,7 +35,7 @@ class ModelWithHeads(nn.Module):
         loss_cls = F.cross_entropy(logits.float(), labels)
         if self.mfcon is None:
             loss_mfcon = torch.zeros((), device=feats.device)
-            loss = loss_cls + 0.0 * loss_mfcon
+            loss = loss_cls
         else:
             blocks = self.weighting.tap(blocks, self.mfcon.block_ids)
             loss_mfcon, _ = self.mfcon(blocks, labels)
