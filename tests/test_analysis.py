@@ -510,3 +510,40 @@ def test_compare_mfcon_models_from(tiny_setup, tmp_path):
                                        "--train_opts", "--num_epochs 3"],
                           cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "has no run trained with" in proc.stderr
+
+
+def test_weighting_study_script(tiny_setup, tmp_path):
+    """local/weighting_study.sh: each setting's data, model options and variant file reach
+    compare_mfcon.sh; stage 2 writes per-setting comparisons and the verdict table."""
+    recipe, env = _fake_recipe(tiny_setup, tmp_path)
+    (recipe / "run.sh").write_text(FAKE_RUN_SH.replace('if [ "$seed" = 2 ]; then', "if true; then"))
+    shutil.copy(os.path.join(RECIPE, "local", "weighting_study.sh"), recipe / "local")
+    shutil.copy(os.path.join(RECIPE, "conf", "compare", "mfcon_weighting_scale.yaml"),
+                recipe / "conf" / "compare")
+    for name in ("mfa_conformer_small.yaml", "mfa_conformer_mfcon_small.yaml"):
+        (recipe / "conf" / name).write_text("seed: 1\n")
+    cmd = ["bash", "local/weighting_study.sh", "--settings", "s200 medium", "--seeds", "1 2"]
+    proc = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calls = (recipe / "calls.log").read_text().splitlines()
+    assert calls[0] == ("prep|data_s200|1|--num_train_spk 200 --utts_per_session 2 "
+                        "--num_test_spk 80 --num_trials 7680")
+    assert calls[11] == "prep|data_t80|1|--num_test_spk 80 --num_trials 7680"   # medium's data
+    trained = [c for c in calls if not c.startswith("prep")]
+    assert len(trained) == 2 * 5 * 2                      # settings x variants x seeds
+    medium = [c for c in trained if "num_blocks" in c]
+    assert len(medium) == 10
+    assert all("--model_args.num_blocks 6 --model_args.output_size 144" in c for c in medium)
+    assert "conf/mfa_conformer_mfcon_small.yaml|--seed 1 --mfcon_args.weighting=grad_ratio" \
+           " --mfcon_args.target_ratio=1.0|2-4" in "\n".join(trained)
+    # the fake EERs: 10 + seed without MFCon, 8 + seed with it; every MFCon variant ties
+    s200 = json.loads((recipe / "exp/weighting_study/s200/comparison.json").read_text())
+    assert s200["variants"]["mfcon_grad_ratio"]["results"]["t"]["cosine"]["eer"]["values"] \
+        == [9.0, 10.0]
+    table = (recipe / "exp/weighting_study/table.md").read_text()
+    assert "### 200 train speakers, small model, fbank" in table
+    assert "| mfcon_grad_ratio | 2 | 9.50 ± 0.71 | -17.4% (yes) | +0.00 (no) |" in table
+    assert "| grad_ratio | yes | yes | yes |" in table
+    proc = subprocess.run(cmd[:2] + ["--settings", "big"], cwd=recipe, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "unknown setting 'big'" in proc.stderr
