@@ -42,6 +42,9 @@ def two_settings(tmp_path):
          "aug_mfcon_l3.0": variant([17, 17.5, 18], [16, 17, 18]),
          "aug_mfcon_l10": variant([15, 16, 17], [14, 15, 16]),
          "aug_mfcon_grad_ratio": variant([12, 12.5, 13], [11, 12, 13])}
+    a["mfcon_grad_ratio"]["block_eer"] = {
+        "blocks": [{"block": k, **stat([12.0 + k, 13.0 + k, 14.0 + k])} for k in (1, 2)],
+        "embedding": stat([10.0, 11.0, 12.0]), "trials": ["trials"]}
     return [f"A={write_setting(tmp_path / 'a.json', a)}",
             f"B={write_setting(tmp_path / 'b.json', b, baseline='aug_baseline')}"]
 
@@ -49,12 +52,15 @@ def two_settings(tmp_path):
 def test_oracle_changes_and_verdicts(two_settings, tmp_path):
     out = tmp_path / "table.md"
     weighting_table.main(sum((["--setting", s] for s in two_settings), [])
-                         + ["--schemes", "grad_ratio", "loss_ratio", "--out", str(out)])
+                         + ["--schemes", "grad_ratio", "loss_ratio", "--out", str(out),
+                            "--plot", str(tmp_path / "blocks.png")])
     text = out.read_text()
     assert "| mfcon_l3.0 (oracle) | 3 | 10.00 ± 0.50 | -28.6% (yes) | – |" in text
     assert "| aug_mfcon_l10 (oracle) |" in text
     # grad_ratio in A: +0.20 points from the oracle, spread 0.5 + 0.5: within it
     assert "| mfcon_grad_ratio | 3 | 10.20 ± 0.50 | -27.1% (yes) | +0.20 (no) |" in text
+    assert text.count("| 14.0 / 15.0 (emb. 11.0) |") == 1          # its block EERs
+    assert (tmp_path / "blocks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # loss_ratio in A: +2.90 points, beyond the spread; below the baseline within the spread
     assert "| mfcon_loss_ratio | 3 | 12.90 ± 0.10 | -7.9% (no) | +2.90 (yes) |" in text
     assert "| aug_mfcon_grad_ratio | 3 | 12.50 ± 0.50 | -37.5% (yes) | -3.50 (yes) |" in text

@@ -357,10 +357,12 @@ def format_markdown(summary):
     return "\n".join(lines)
 
 
-def plot_blocks(summary, path):
+def block_series(summary, variants=None):
+    """plot_block_curves series (mean ± std per block, embedding) of the given variants (all
+    by default) that have block EERs."""
     series = []
-    for v, info in summary["variants"].items():
-        b = info["block_eer"]
+    for v in variants or list(summary["variants"]):
+        b = summary["variants"][v]["block_eer"]
         if not b:
             continue
         emb = b["embedding"]
@@ -370,6 +372,11 @@ def plot_blocks(summary, path):
                        "std": [x["std"] for x in b["blocks"]],
                        "embedding": emb["mean"] if emb else None,
                        "embedding_std": emb["std"] if emb else None})
+    return series
+
+
+def plot_blocks(summary, path):
+    series = block_series(summary)
     if not series:
         return None
     return plot_block_curves(series, path, title="EER per block (mean ± std over seeds)")

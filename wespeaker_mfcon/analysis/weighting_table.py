@@ -3,7 +3,8 @@
     python -m wespeaker_mfcon.analysis.weighting_table \
         --setting "40 spk, small=exp/weighting_study/t80/comparison.json" \
         --setting "200 spk, small=exp/weighting_study/s200/comparison.json" \
-        --schemes grad_ratio loss_ratio uncertainty [--out exp/weighting_study/table.md]
+        --schemes grad_ratio loss_ratio uncertainty [--out exp/weighting_study/table.md] \
+        [--plot exp/weighting_study/block_eer.png]
 
 Each setting is the comparison.json of analysis/summarize_comparison.py over its runs. In it:
 - the baseline is the variant that file names as its baseline;
@@ -25,10 +26,11 @@ import argparse
 import json
 import re
 
-from wespeaker_mfcon.analysis.summarize_comparison import compare, plus_minus
+from wespeaker_mfcon.analysis.summarize_comparison import block_series, compare, plus_minus
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
+from wespeaker_mfcon.utils.plotting import plot_block_panels
 
 CONSTANT = re.compile(r"(^|_)l(\d+(\.\d+)?)$")
 
@@ -159,12 +161,23 @@ def format_report(settings, schemes):
     return "\n".join(lines) + "\n", verdicts
 
 
+def plot_settings(settings, schemes, path):
+    """Block EER curves, one panel per setting: baseline, oracle and the schemes run there."""
+    panels = []
+    for name, summary in settings:
+        baseline, constants, found = find_variants(summary, schemes)
+        shown = [baseline, oracle_of(summary, constants)] + list(found.values())
+        panels.append((name, block_series(summary, [v for v in shown if v is not None])))
+    return plot_block_panels(panels, path)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", action="append", required=True, metavar="NAME=comparison.json")
     p.add_argument("--schemes", nargs="+", default=["grad_ratio", "loss_ratio", "uncertainty"])
     p.add_argument("--out", help="also write the report (markdown) and OUT.json (verdicts)")
+    p.add_argument("--plot", help="PNG of the block EERs, one panel per setting")
     args = p.parse_args(argv)
     settings = [load_setting(s) for s in args.setting]
     report, verdicts = format_report(settings, args.schemes)
@@ -174,6 +187,8 @@ def main(argv=None):
             f.write(report)
         with atomic_write(args.out + ".json") as f:
             json.dump({"verdicts": verdicts, "settings": [n for n, _ in settings]}, f, indent=1)
+    if args.plot:
+        plot_settings(settings, args.schemes, args.plot)
 
 
 if __name__ == "__main__":

@@ -86,34 +86,64 @@ def plot_block_curves(series, path, title="EER per block", ylabel="EER (%)"):
 
     fig, ax = plt.subplots(figsize=(9.0, 4.5), dpi=100)
     try:
-        all_blocks = set()
-        for s in series:
-            blocks = list(s["blocks"])
-            all_blocks.update(blocks)
-            label = s["label"]
-            if s.get("embedding") is not None:
-                label += f" (embedding {s['embedding']:.2f}%, dashed)"
-            std = s.get("std")
-            if std is not None and any(v is not None for v in std):
-                yerr = [0.0 if v is None else v for v in std]
-                line = ax.errorbar(blocks, s["eer"], yerr=yerr, marker="o", capsize=3,
-                                   lw=1.5, label=label).lines[0]
-            else:
-                line, = ax.plot(blocks, s["eer"], marker="o", lw=1.5, label=label)
-            if s.get("embedding") is not None:
-                ax.axhline(s["embedding"], ls="--", lw=1.0, color=line.get_color())
-                if s.get("embedding_std"):
-                    ax.axhspan(s["embedding"] - s["embedding_std"],
-                               s["embedding"] + s["embedding_std"],
-                               color=line.get_color(), alpha=0.12, lw=0)
-        ax.set_xticks(sorted(all_blocks))
-        ax.set_xlabel("Conformer block")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
+        _draw_block_curves(ax, series, title, ylabel)
         _save(fig, ax, path, legend_loc="outside")
     finally:
         plt.close(fig)
     return path
+
+
+def plot_block_panels(panels, path, ylabel="EER (%)"):
+    """plot_block_curves side by side: panels is a list of (title, series), one axes each;
+    one legend per panel, under it."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.8), dpi=100,
+                             squeeze=False)
+    try:
+        for ax, (title, series) in zip(axes[0], panels):
+            _draw_block_curves(ax, series, title, ylabel)
+            ax.grid(True, ls="--", lw=0.5, alpha=0.6)
+            if series:
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "no block EERs", ha="center", transform=ax.transAxes)
+        fig.tight_layout()
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _draw_block_curves(ax, series, title, ylabel):
+    """The curves of plot_block_curves on one axes."""
+    all_blocks = set()
+    for s in series:
+        blocks = list(s["blocks"])
+        all_blocks.update(blocks)
+        label = s["label"]
+        if s.get("embedding") is not None:
+            label += f" (embedding {s['embedding']:.2f}%, dashed)"
+        std = s.get("std")
+        if std is not None and any(v is not None for v in std):
+            yerr = [0.0 if v is None else v for v in std]
+            line = ax.errorbar(blocks, s["eer"], yerr=yerr, marker="o", capsize=3,
+                               lw=1.5, label=label).lines[0]
+        else:
+            line, = ax.plot(blocks, s["eer"], marker="o", lw=1.5, label=label)
+        if s.get("embedding") is not None:
+            ax.axhline(s["embedding"], ls="--", lw=1.0, color=line.get_color())
+            if s.get("embedding_std"):
+                ax.axhspan(s["embedding"] - s["embedding_std"],
+                           s["embedding"] + s["embedding_std"],
+                           color=line.get_color(), alpha=0.12, lw=0)
+    ax.set_xticks(sorted(all_blocks))
+    ax.set_xlabel("Conformer block")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
 
 
 def _save(fig, ax, path, legend_loc="best"):

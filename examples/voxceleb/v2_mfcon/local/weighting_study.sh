@@ -79,6 +79,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     table_args+=(--setting "${title[$s]}=$out/$s/comparison.json")
   done
   [ ${#table_args[@]} -gt 0 ] || { echo "$0: error: no finished runs in any setting" >&2; exit 1; }
-  python -m wespeaker_mfcon.analysis.weighting_table "${table_args[@]}" --out "$out/table.md"
+  python -m wespeaker_mfcon.analysis.weighting_table "${table_args[@]}" --out "$out/table.md" \
+    --plot "$out/block_eer.png"
   echo "$0: per setting $out/<setting>/comparison.md, all settings $out/table.md"
 fi
