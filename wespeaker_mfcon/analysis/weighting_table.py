@@ -26,7 +26,7 @@ import argparse
 import json
 import re
 
-from wespeaker_mfcon.analysis.summarize_comparison import block_series, compare, plus_minus
+from wespeaker_mfcon.analysis.summarize_comparison import _flag, block_series, compare, plus_minus
 from wespeaker_mfcon.utils.cli import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
@@ -50,27 +50,23 @@ def load_setting(spec):
     return name, summary
 
 
-def metric(summary, variant, system, key, trials=None):
-    """The {mean, std, n} of one metric, or None when that variant lacks it."""
+def metric(summary, variant, system, key):
+    """The {mean, std, n} of one metric on the (first) trial list, or None when it is missing."""
     results = summary["variants"][variant]["results"]
-    trials = trials or next(iter(results), None)
-    return results.get(trials, {}).get(system, {}).get(key)
+    return results.get(next(iter(results), None), {}).get(system, {}).get(key)
 
 
 def find_variants(summary, schemes):
-    """(baseline, {lambda: variant}, {scheme: variant}) of one setting."""
+    """(baseline, {lambda: variant}, {scheme: variant or None}, oracle or None) of one setting.
+    The oracle is the constant-lambda variant with the lowest mean cosine EER."""
     names = list(summary["variants"])
     constants = {float(m.group(2)): v for v in names if (m := CONSTANT.search(v))}
     found = {s: next((v for v in names if v.endswith("_" + s) or v == s), None)
              for s in schemes}
-    return summary["baseline"], constants, found
-
-
-def oracle_of(summary, constants):
-    """The constant-lambda variant with the lowest mean cosine EER (None without constants)."""
-    scored = [(metric(summary, v, "cosine", "eer")["mean"], v) for v in constants.values()
-              if metric(summary, v, "cosine", "eer") is not None]
-    return min(scored)[1] if scored else None
+    eers = [(eer["mean"], v) for v in constants.values()
+            if (eer := metric(summary, v, "cosine", "eer")) is not None]
+    oracle = min(eers)[1] if eers else None
+    return summary["baseline"], constants, found, oracle
 
 
 def versus(summary, variant, ref, system):
@@ -99,9 +95,8 @@ def scheme_passes(summary, variant, baseline, oracle):
 def _change(stat, relative):
     if stat is None:
         return "–"
-    flag = {True: "yes", False: "no", None: "–"}[stat["exceeds_spread"]]
     value = f"{stat['rel_change_pct']:+.1f}%" if relative else f"{stat['diff']:+.2f}"
-    return f"{value} ({flag})"
+    return f"{value} ({_flag(stat['exceeds_spread'])})"
 
 
 def _blocks(summary, variant):
@@ -115,8 +110,7 @@ def _blocks(summary, variant):
 
 def setting_rows(summary, schemes):
     """Table rows (lists of cells) of one setting: baseline, constants by lambda, schemes."""
-    baseline, constants, found = find_variants(summary, schemes)
-    oracle = oracle_of(summary, constants)
+    baseline, constants, found, oracle = find_variants(summary, schemes)
     order = [baseline] + [constants[k] for k in sorted(constants)]
     order += [v for v in found.values() if v is not None and v not in order]
     rows = []
@@ -147,13 +141,11 @@ def format_report(settings, schemes):
               "spread of the oracle or better, in every setting)", "",
               "| scheme | " + " | ".join(n for n, _ in settings) + " | passes |",
               "|" + "---|" * (len(settings) + 2)]
+    roles = [find_variants(summary, schemes) for _, summary in settings]
     verdicts = {}
     for scheme in schemes:
-        cells = []
-        for _, summary in settings:
-            baseline, constants, found = find_variants(summary, [scheme])
-            cells.append(scheme_passes(summary, found[scheme], baseline,
-                                       oracle_of(summary, constants)))
+        cells = [scheme_passes(summary, found[scheme], baseline, oracle)
+                 for (_, summary), (baseline, _, found, oracle) in zip(settings, roles)]
         verdicts[scheme] = False if False in cells else None if None in cells else True
         text = {True: "yes", False: "no", None: "not run"}
         lines.append(f"| {scheme} | " + " | ".join(text[c] for c in cells)
@@ -165,8 +157,8 @@ def plot_settings(settings, schemes, path):
     """Block EER curves, one panel per setting: baseline, oracle and the schemes run there."""
     panels = []
     for name, summary in settings:
-        baseline, constants, found = find_variants(summary, schemes)
-        shown = [baseline, oracle_of(summary, constants)] + list(found.values())
+        baseline, _, found, oracle = find_variants(summary, schemes)
+        shown = [baseline, oracle] + list(found.values())
         panels.append((name, block_series(summary, [v for v in shown if v is not None])))
     return plot_block_panels(panels, path)
 

@@ -105,14 +105,12 @@ def plot_block_panels(panels, path, ylabel="EER (%)"):
     try:
         for ax, (title, series) in zip(axes[0], panels):
             _draw_block_curves(ax, series, title, ylabel)
-            ax.grid(True, ls="--", lw=0.5, alpha=0.6)
+            _grid(ax)
             if series:
                 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=7)
             else:
                 ax.text(0.5, 0.5, "no block EERs", ha="center", transform=ax.transAxes)
-        fig.tight_layout()
-        with atomic_write(path, "wb") as f:
-            fig.savefig(f, format="png")
+        _write_png(fig, path)
     finally:
         plt.close(fig)
     return path
@@ -148,11 +146,20 @@ def _draw_block_curves(ax, series, title, ylabel):
 
 def _save(fig, ax, path, legend_loc="best"):
     """Grid, legend (legend_loc "outside": right of the axes), tight layout, atomic PNG write."""
-    ax.grid(True, ls="--", lw=0.5, alpha=0.6)
+    _grid(ax)
     if legend_loc == "outside":
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     else:
         ax.legend(loc=legend_loc, fontsize=8)
+    _write_png(fig, path)
+
+
+def _grid(ax):
+    ax.grid(True, ls="--", lw=0.5, alpha=0.6)
+
+
+def _write_png(fig, path):
+    """Tight layout, then the PNG written atomically."""
     fig.tight_layout()
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png")

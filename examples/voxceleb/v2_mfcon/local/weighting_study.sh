@@ -33,12 +33,12 @@ t80_mini="--num_test_spk 80 --num_trials 7680"
 s200_mini="--num_train_spk 200 --utts_per_session 2 --num_test_spk 80 --num_trials 7680"
 medium_model="--model_args.num_blocks 6 --model_args.output_size 144"
 
-# setting -> "data|mini_opts|train_opts|variant files" and its display name
+# setting -> "data|mini_opts|train_opts|baseline variant|variant files" and its display name
 declare -A spec=(
-  [t80]="data_t80|$t80_mini||mfcon_lambda mfcon_weighting mfcon_weighting_blocks"
-  [t80_aug]="data_t80|$t80_mini||mfcon_weighting_aug"
-  [s200]="data_s200|$s200_mini||mfcon_weighting_scale"
-  [medium]="data_t80|$t80_mini|$medium_model|mfcon_weighting_scale"
+  [t80]="data_t80|$t80_mini||baseline|mfcon_lambda mfcon_weighting mfcon_weighting_blocks"
+  [t80_aug]="data_t80|$t80_mini||aug_baseline|mfcon_weighting_aug"
+  [s200]="data_s200|$s200_mini||baseline|mfcon_weighting_scale"
+  [medium]="data_t80|$t80_mini|$medium_model|baseline|mfcon_weighting_scale"
 )
 declare -A title=(
   [t80]="40 train speakers, small model, fbank"
@@ -52,7 +52,7 @@ done
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   for s in $settings; do
-    IFS='|' read -r data mini train files <<< "${spec[$s]}"
+    IFS='|' read -r data mini train _ files <<< "${spec[$s]}"
     for f in $files; do
       echo "$0: setting $s, conf/compare/$f.yaml"
       bash local/compare_mfcon.sh --variants conf/compare/$f.yaml --seeds "$seeds" --nj "$nj" \
@@ -73,7 +73,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
       done
     done
     [ ${#runs[@]} -gt 0 ] || { echo "$0: setting $s: no finished runs in exp/compare_$s, skipped"; continue; }
-    base=baseline; [ "$s" != t80_aug ] || base=aug_baseline
+    IFS='|' read -r _ _ _ base _ <<< "${spec[$s]}"
     python -m wespeaker_mfcon.analysis.summarize_comparison --runs "${runs[@]}" \
       --baseline "$base" --out_dir "$out/$s"
     table_args+=(--setting "${title[$s]}=$out/$s/comparison.json")
