@@ -68,7 +68,7 @@ class MFConLoss(nn.Module):
     blocks: indices of the blocks to use (None = all; negative indices count from the end).
     weights: one weight per chosen block (None = all 1).
     forward(blocks, labels) takes the model's full block list and returns
-    (loss, per-block SupCon values as a detached 1-D tensor).
+    (loss, per-block SupCon values (L_chosen,)); both keep their graphs.
     """
 
     def __init__(self, block_dims: list, embed_dim: int = 192, temperature: float = 0.07,
@@ -97,4 +97,4 @@ class MFConLoss(nn.Module):
             for head, k in zip(self.heads, self.block_ids)
         ])                                                           # (L_chosen,)
         loss = (self.weights * losses).sum() / len(self.block_ids)
-        return loss, losses.detach()
+        return loss, losses

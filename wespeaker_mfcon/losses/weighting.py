@@ -26,6 +26,7 @@ State (EMA, step counter, log-variances) lives in buffers and parameters of the 
 checkpoint of ModelWithHeads holds it and a resumed run continues bit-identically.
 """
 
+import contextlib
 import math
 
 import torch
@@ -50,6 +51,12 @@ class MFConWeighting(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         """lambda of the last forward, a detached scalar (for the log)."""
         return torch.tensor(float(self.weight))
+
+    @contextlib.contextmanager
+    def hooks_paused(self):
+        """Backward passes run inside leave the scheme's state alone (training/diagnostics.py
+        reads gradients with extra passes); only grad_ratio has hooks to pause."""
+        yield
 
 
 class ConstantWeighting(MFConWeighting):
@@ -128,6 +135,7 @@ class GradRatioWeighting(MFConWeighting):
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self._lam_used = None       # lambda of the current forward (a detached copy)
         self._grad_mfcon = None     # dL/dh through the MFCon head, in this backward
+        self._paused = False        # hooks_paused(): extra backward passes are not measured
 
     def tap(self, blocks, block_ids):
         """Replace the last chosen block's output by an alias for the MFCon heads and hook
@@ -148,12 +156,23 @@ class GradRatioWeighting(MFConWeighting):
     def effective_weight(self):
         return self.lam.detach().cpu()
 
+    @contextlib.contextmanager
+    def hooks_paused(self):
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
     def _keep_mfcon_grad(self, grad):
-        self._grad_mfcon = grad
+        if not self._paused:
+            self._grad_mfcon = grad
 
     @torch.no_grad()
     def _update_from_total_grad(self, grad_total):
         """dL_cls/dh = total - MFCon part; update the EMA of the norm ratio and lambda."""
+        if self._paused:
+            return
         grad_mfcon = self._grad_mfcon
         self._grad_mfcon = None
         if grad_mfcon is None:

@@ -8,6 +8,8 @@ While global_step < freeze_backbone_steps (fine-tuning), the backbone's gradient
 before the optimizer step: only the heads learn.
 
 Checkpoints are the caller's business (run.py): run_epoch calls on_step after every step.
+With diagnostics_interval > 0 (one process, MFCon on), the gradients of both losses are read
+on every N-th step before the backward (training/diagnostics.py); training is unchanged.
 """
 
 import logging
@@ -20,6 +22,7 @@ from tqdm import tqdm
 
 from wespeaker_mfcon.dataset.processing import spec_augment
 from wespeaker_mfcon.frontend.fbank import apply_cmn
+from wespeaker_mfcon.training.diagnostics import GradientDiagnostics
 from wespeaker_mfcon.training.model_with_heads import unwrap
 
 
@@ -47,6 +50,7 @@ class StepOptions:
     log_interval: int = 50
     is_main: bool = True                         # rank 0: logs and the progress bar
     freeze_backbone_steps: int = 0               # steps 0..N-1 update only the heads
+    diagnostics_interval: int = 0                # gradient diagnostics every N steps; 0 = off
 
 
 class EpochRunner:
@@ -58,6 +62,9 @@ class EpochRunner:
         self.opts = options
         use_scaler = options.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        with_mfcon = unwrap(net).mfcon is not None
+        self.diagnostics = (GradientDiagnostics(options.diagnostics_interval)
+                            if options.diagnostics_interval and with_mfcon else None)
 
     def step(self, chunks, labels, global_step):
         """One optimizer step; returns [loss, L_cls, L_mfcon, accuracy, MFCon weight] as a float
@@ -69,7 +76,9 @@ class EpochRunner:
         labels = labels.to(opts.device)
         with torch.autocast(opts.device.type, dtype=opts.amp_dtype or torch.float32,
                             enabled=opts.amp_dtype is not None):
-            loss, loss_cls, loss_mfcon, logits = self.net(feats, labels)
+            loss, loss_cls, loss_mfcon, logits, block_losses = self.net(feats, labels)
+        if self.diagnostics is not None:
+            self._diagnose(loss_cls, block_losses, labels.numel(), global_step)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -88,8 +97,16 @@ class EpochRunner:
         self.lr_scheduler.step()
         acc = (logits.argmax(-1) == labels).float().mean()
         lam = torch.tensor(unwrap(self.net).mfcon_weight(), device=acc.device)
-        return torch.stack([loss.detach().float(), loss_cls.float(), loss_mfcon.float(),
-                            acc, lam]).cpu()
+        return torch.stack([loss.detach().float(), loss_cls.detach().float(),
+                            loss_mfcon.float(), acc, lam]).cpu()
+
+    def _diagnose(self, loss_cls, block_losses, batch_size, global_step):
+        """SupCon vs chance every step; both losses' gradients on every N-th (diagnostics.py)."""
+        self.diagnostics.record_losses(block_losses.detach(), batch_size)
+        if self.diagnostics.wants(global_step):
+            inner = unwrap(self.net)
+            terms = inner.mfcon.weights * block_losses / len(inner.mfcon.block_ids)
+            self.diagnostics.measure(inner, loss_cls, terms, inner.mfcon_weight())
 
     def _drop_backbone_grads(self):
         """Warm-up of a fine-tuning run: the optimizer skips parameters without a gradient,
@@ -102,6 +119,8 @@ class EpochRunner:
         """One pass over loader; on_step(global_step) is called after every step.
         Returns (global_step, mean [loss, L_cls, L_mfcon, accuracy, MFCon weight])."""
         self.net.train()
+        if self.diagnostics is not None:
+            self.diagnostics.reset()
         totals, count = torch.zeros(5), 0
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=None if self.opts.is_main else True,
                    leave=False, mininterval=2.0, dynamic_ncols=True)

@@ -28,19 +28,20 @@ class ModelWithHeads(nn.Module):
         self.weighting = weighting if mfcon is not None else None
 
     def forward(self, feats, labels):
-        """feats (B, T, F), labels (B,) -> (loss, L_cls, L_mfcon, logits (B, C)), all but the
-        loss detached."""
+        """feats (B, T, F), labels (B,) -> (loss, L_cls, L_mfcon, logits (B, C), per-block
+        SupCon (L_chosen,) or None without MFCon). L_mfcon and the logits are detached; L_cls
+        and the per-block values keep their graphs (training/diagnostics.py reads them)."""
         embeds, blocks = self.model(feats)
         logits = self.projection(embeds, labels)
         loss_cls = F.cross_entropy(logits.float(), labels)
         if self.mfcon is None:
-            loss_mfcon = torch.zeros((), device=feats.device)
+            loss_mfcon, block_losses = torch.zeros((), device=feats.device), None
             loss = loss_cls
         else:
             blocks = self.weighting.tap(blocks, self.mfcon.block_ids)
-            loss_mfcon, _ = self.mfcon(blocks, labels)
+            loss_mfcon, block_losses = self.mfcon(blocks, labels)
             loss = self.weighting(loss_cls, loss_mfcon)
-        return loss, loss_cls.detach(), loss_mfcon.detach(), logits.detach()
+        return loss, loss_cls, loss_mfcon.detach(), logits.detach(), block_losses
 
     def mfcon_weight(self):
         """The effective MFCon weight of the last forward (0 without MFCon), a float."""

@@ -7,6 +7,7 @@
                   --> replica check --> models/model_<epoch>.pt
 """
 
+import json
 import logging
 import os
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from wespeaker_mfcon.dataset.dataset import load_spk2id
-from wespeaker_mfcon.training import builders, distributed, finetune
+from wespeaker_mfcon.training import builders, diagnostics, distributed, finetune
 from wespeaker_mfcon.training.checkpointing import Position, resume_latest, save_state
 from wespeaker_mfcon.training.loop import EpochRunner, StepOptions
 from wespeaker_mfcon.utils import checkpoint as ckpt
@@ -82,7 +83,9 @@ class TrainingRun:
             spec_aug_args=vars(ds.spec_aug_args) if ds.spec_aug else None,
             amp_dtype=builders.amp_dtype(conf, self.device), grad_clip=conf.grad_clip,
             log_interval=conf.log_batch_interval, is_main=self.is_main,
-            freeze_backbone_steps=conf.freeze_backbone_steps)
+            freeze_backbone_steps=conf.freeze_backbone_steps,
+            diagnostics_interval=self._diagnostics_interval())
+        self.exp_dir = exp_dir
         self.runner = EpochRunner(self.net, self.optimizer, self.lr_scheduler, margin_scheduler,
                                   options)
 
@@ -114,6 +117,16 @@ class TrainingRun:
                          self.conf.num_classes, self.steps_per_epoch, self.world,
                          f"; amp {self.conf.amp}" if self.conf.amp != "none" else "")
         return position
+
+    def _diagnostics_interval(self):
+        """conf.diagnostics_interval, or 0 (with a warning) where it cannot be measured."""
+        every = self.conf.diagnostics_interval
+        if every and (self.world > 1 or not self.conf.mfcon_args.enable):
+            if self.is_main:
+                logging.warning("diagnostics_interval %d ignored: gradient diagnostics need "
+                                "MFCon and one process", every)
+            return 0
+        return every
 
     def save(self, name, position):
         save_state(self.models_dir, name, net=self.net, optimizer=self.optimizer,
@@ -154,6 +167,18 @@ class TrainingRun:
         ckpt.remove_older_step_checkpoints(self.models_dir, global_step + 1)
         sync = f" ranks in sync (checksum {checksum:.6f})" if checksum is not None else ""
         logging.info("epoch %d done: %s%s", epoch, self.runner.describe(stats), sync)
+        if self.runner.diagnostics is not None:
+            self.write_diagnostics(epoch, global_step, stats)
+
+    def write_diagnostics(self, epoch, global_step, stats):
+        """One line per epoch in train.log and in exp/diagnostics.jsonl (read by the studies)."""
+        summary = self.runner.diagnostics.summary()
+        logging.info("epoch %d diagnostics: %s", epoch, diagnostics.describe(summary))
+        loss, loss_cls, loss_mfcon, acc, lam = stats.tolist()
+        row = {"epoch": epoch, "step": global_step, "loss_cls": loss_cls,
+               "loss_mfcon": loss_mfcon, "train_acc": acc, "lambda": lam, **summary}
+        with open(os.path.join(self.exp_dir, "diagnostics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def _file_handler(path):

@@ -307,6 +307,10 @@ class TrainConfig:
     grad_clip: float = 0.0              # max gradient norm; 0 = off
     log_batch_interval: int = 50
     save_interval_steps: int = 0        # mid-epoch checkpoints (0 = at epoch ends only)
+    # Every N steps, the MFCon and classification gradients at the backbone, per block, into
+    # exp/NAME/diagnostics.jsonl (training/diagnostics.py; costs L + 1 backward passes on
+    # those steps; one process, MFCon on; 0 = off; training is unchanged either way)
+    diagnostics_interval: int = 0
     # Fine-tuning (training/finetune.py); used only when a run starts, never on resume:
     init_from: Optional[str] = None     # a training checkpoint or an averaged avg_model.pt
     init_mfcon_heads: bool = True       # with init_from: its MFCon heads too, if both have them
@@ -319,6 +323,7 @@ class TrainConfig:
     def check(self, _conf):
         _at_least(self, "num_epochs", 1), _at_least(self, "grad_clip", 0.0)
         _at_least(self, "log_batch_interval", 1), _at_least(self, "save_interval_steps", 0)
+        _at_least(self, "diagnostics_interval", 0)
         if self.num_classes is not None:
             _at_least(self, "num_classes", 2)
         self._check_finetuning()
