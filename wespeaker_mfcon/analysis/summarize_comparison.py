@@ -401,22 +401,25 @@ def main(argv=None):
     if baseline not in runs:
         raise UserError(f"--baseline {baseline!r} is not among the run variants "
                         f"({', '.join(runs)})")
+    print(write_comparison(runs, baseline, args.out_dir, args.plot))
+    log.info("comparison -> %s", os.path.join(args.out_dir, "comparison.md"))
+    return 0
+
+
+def write_comparison(runs, baseline, out_dir, plot=True):
+    """OUT_DIR/comparison.{json,md} (and block_eer.png) of load_runs' runs; returns the text."""
     runs = {baseline: runs[baseline], **{v: r for v, r in runs.items() if v != baseline}}
     summary = build_summary(runs, baseline)
-    os.makedirs(args.out_dir, exist_ok=True)
-    with atomic_write(os.path.join(args.out_dir, "comparison.json")) as f:
+    os.makedirs(out_dir, exist_ok=True)
+    with atomic_write(os.path.join(out_dir, "comparison.json")) as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
     text = format_markdown(summary)
-    if args.plot:
-        png = plot_blocks(summary, os.path.join(args.out_dir, "block_eer.png"))
-        if png:
-            text += "\n![EER per block](block_eer.png)\n"
-    with atomic_write(os.path.join(args.out_dir, "comparison.md")) as f:
+    if plot and plot_blocks(summary, os.path.join(out_dir, "block_eer.png")):
+        text += "\n![EER per block](block_eer.png)\n"
+    with atomic_write(os.path.join(out_dir, "comparison.md")) as f:
         f.write(text)
-    print(text)
-    log.info("comparison -> %s", os.path.join(args.out_dir, "comparison.md"))
-    return 0
+    return text
 
 
 if __name__ == "__main__":

@@ -116,6 +116,35 @@ def plot_block_panels(panels, path, ylabel="EER (%)"):
     return path
 
 
+def plot_curves(series, path, xlabel, ylabel, title=None, logx=False):
+    """Line plot, one line per series; written atomically.
+
+    series: {label: (x, y)} or {label: (x, y, yerr)} with yerr a list of error-bar half
+    widths (None entries draw none)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    try:
+        for label, values in series.items():
+            x, y = values[0], values[1]
+            yerr = values[2] if len(values) > 2 else None
+            if yerr is not None:
+                yerr = [0.0 if v is None else v for v in yerr]
+            ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, lw=1.5, label=label)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title, fontsize=10)
+        _save(fig, ax, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def _draw_block_curves(ax, series, title, ylabel):
     """The curves of plot_block_curves on one axes."""
     all_blocks = set()

@@ -99,6 +99,17 @@ def trial_name(path):
     return base
 
 
+def trial_lists(data_dir):
+    """[(name, path)] of DATA/test/trials/NAME.kaldi, sorted by name (stage 0 writes them);
+    an error when there are none."""
+    folder = os.path.join(data_dir, "test", "trials")
+    names = sorted(f[:-len(".kaldi")] for f in (os.listdir(folder) if os.path.isdir(folder)
+                                                 else []) if f.endswith(".kaldi"))
+    if not names:
+        raise UserError(f"{folder}: no trial lists (*.kaldi); run stage 0 for {data_dir}")
+    return [(n, os.path.join(folder, n + ".kaldi")) for n in names]
+
+
 def parse_score_name(path):
     """'a.score' -> ('a', 'cosine'); 'a.asnorm.score' -> ('a', 'asnorm')."""
     name = trial_name(path)
