@@ -23,5 +23,5 @@ setup(
         "imageio-ffmpeg",
     ],
     extras_require={"test": ["pytest", "kaldi-native-fbank", "sherpa-onnx"]},
-    entry_points={"console_scripts": ["wespeaker-mfcon=wespeaker_mfcon.cli:entry"]},
+    entry_points={"console_scripts": ["wespeaker-mfcon=wespeaker_mfcon.apps.cli:entry"]},
 )

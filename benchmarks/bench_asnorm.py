@@ -21,8 +21,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks.common import add_force_option, require_idle  # noqa: E402
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
-from wespeaker_mfcon.utils.scoring import cosine_scores, l2_normalize, score_norm  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
+from wespeaker_mfcon.scoring.cosine import cosine_scores, l2_normalize
+from wespeaker_mfcon.scoring.score_norm import score_norm  # noqa: E402
 
 
 def main(argv=None):

@@ -37,7 +37,7 @@ if ROOT not in sys.path:
 
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
                                markdown_table, quiet_exporter_logs, require_idle)
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
 # mode -> (backend, graph, batch size: "1" or the --batch_size)
@@ -62,7 +62,7 @@ def worker(conn, models, feats_scp, part, num_parts, batch_size, max_frames):
     """One job: its contiguous part of the list; answers (mode) with (seconds, embeddings)."""
     import torch
     torch.set_num_threads(1)
-    from wespeaker_mfcon.inference import Embedder
+    from wespeaker_mfcon.apps.embedder import Embedder
 
     feats = read_feats(feats_scp)
     bounds = np.linspace(0, len(feats), num_parts + 1).round().astype(int)
@@ -126,8 +126,8 @@ def measure(jobs, models, modes, args, num_utts):
 
 def export_models(exp_dir, tmp, with_onnx):
     """{graph: model path}: the .pt, and with_onnx the plain and the lengths ONNX graphs."""
-    from wespeaker_mfcon.inference import load_embedding_net
-    from wespeaker_mfcon.onnx_export import export
+    from wespeaker_mfcon.apps.embedder import load_embedding_net
+    from wespeaker_mfcon.export.onnx import export
 
     pt = os.path.join(exp_dir, "models", "avg_model.pt")
     if not os.path.isfile(pt):

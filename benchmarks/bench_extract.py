@@ -8,7 +8,7 @@ For each config (small = conf/mfa_conformer_small.yaml, paper = conf/mfa_conform
 the ONNX file use it) is built with random weights and put in eval mode (BatchNorm running
 statistics), then
   * PyTorch: net(feats) under torch.inference_mode, torch.set_num_threads(N);
-  * ONNX Runtime: the same net exported with wespeaker_mfcon.onnx_export.export (dynamo,
+  * ONNX Runtime: the same net exported with wespeaker_mfcon.export.onnx.export (dynamo,
     dynamic B and T) to a temporary directory, CPUExecutionProvider,
     intra_op_num_threads = N, inter_op_num_threads = 1 (as inference.Embedder does);
 one utterance at a time (B = 1), for utterances of each duration (fbank frames as Kaldi
@@ -39,12 +39,12 @@ if ROOT not in sys.path:
 
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
                                markdown_table, quiet_exporter_logs, require_idle)
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
-from wespeaker_mfcon.onnx_export import add_metadata, export  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
+from wespeaker_mfcon.export.onnx import add_metadata, export  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
-from wespeaker_mfcon.inference import EmbeddingNet  # noqa: E402
+from wespeaker_mfcon.models.embedding_net import EmbeddingNet  # noqa: E402
 from wespeaker_mfcon.models import build_model  # noqa: E402
-from wespeaker_mfcon.utils.config import load_train_config  # noqa: E402
+from wespeaker_mfcon.config import load_train_config  # noqa: E402
 
 CONF_DIR = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf")
 CONFIGS = {"small": "mfa_conformer_small.yaml", "paper": "mfa_conformer.yaml"}

@@ -48,7 +48,7 @@ if ROOT not in sys.path:
 
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
                                markdown_table, require_idle)
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.training.builders import (build_frontend, build_lr_scheduler,  # noqa: E402
                                                build_model_with_heads, build_optimizer)
 from wespeaker_mfcon.dataset.augment import Augmentor  # noqa: E402
@@ -56,7 +56,7 @@ from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id  # 
 from wespeaker_mfcon.synth.noise import generate_noise_set, make_speech  # noqa: E402
 from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
 from wespeaker_mfcon.training.loop import EpochRunner, StepOptions  # noqa: E402
-from wespeaker_mfcon.utils.config import load_train_config  # noqa: E402
+from wespeaker_mfcon.config import load_train_config  # noqa: E402
 from wespeaker_mfcon.utils.file_utils import write_table  # noqa: E402
 
 CONF = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf", "mfa_conformer_mfcon.yaml")

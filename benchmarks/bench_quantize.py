@@ -7,7 +7,7 @@ For each config (paper = conf/mfa_conformer_mfcon.yaml, ~20 M parameters; small 
 conf/mfa_conformer_mfcon_small.yaml; the MFCon heads are not exported, so this is the same
 network as the non-MFCon config) the deployable EmbeddingNet is built with random weights
 and non-trivial BatchNorm statistics (bench_extract.build_net), exported to ONNX as stage 5
-does, and quantized with wespeaker_mfcon.quantize.quantize_int8, calibrated on --calib_data
+does, and quantized with wespeaker_mfcon.export.quantize.quantize_int8, calibrated on --calib_data
 (a data dir with feats.scp or wav.scp) or, without it, on the fbank of noise.
 
 Both sessions as inference.Embedder makes them (CPUExecutionProvider, intra-op threads N,
@@ -38,9 +38,9 @@ from benchmarks.bench_extract import build_net  # noqa: E402
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
                                markdown_table, quiet_exporter_logs, require_idle)
 from benchmarks.profile_onnx import noise_fbank, op_profile, profile_table  # noqa: E402
-from wespeaker_mfcon.onnx_export import add_metadata, export  # noqa: E402
-from wespeaker_mfcon.quantize import calibration_feats, quantize_int8  # noqa: E402
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.export.onnx import add_metadata, export  # noqa: E402
+from wespeaker_mfcon.export.quantize import calibration_feats, quantize_int8  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 
 
 def export_pair(name, out_dir, calib_data, calib_utts):

@@ -65,8 +65,8 @@ from wespeaker_mfcon.dataset.shards import (PKBatcher, ShardStream, read_shard_l
                                             shuffle_buffer, steps_per_epoch)
 from wespeaker_mfcon.dataset.voxceleb import prepare_sets  # noqa: E402
 from wespeaker_mfcon.synth.noise import generate_noise_set  # noqa: E402
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
-from wespeaker_mfcon.utils.config import load_train_config  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
+from wespeaker_mfcon.config import load_train_config  # noqa: E402
 from wespeaker_mfcon.utils.file_utils import write_table  # noqa: E402
 
 CONF = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf",

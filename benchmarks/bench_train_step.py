@@ -46,12 +46,12 @@ if ROOT not in sys.path:
 
 from benchmarks.common import (START_LOAD, add_force_option, command_line,  # noqa: E402
                                contention_note, load_avg, markdown_table, require_idle)
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.training.builders import (build_lr_scheduler,  # noqa: E402
                                                build_model_with_heads, build_optimizer)
 from wespeaker_mfcon.frontend.fbank import apply_cmn  # noqa: E402
 from wespeaker_mfcon.training.loop import EpochRunner, StepOptions  # noqa: E402
-from wespeaker_mfcon.utils.config import load_train_config  # noqa: E402
+from wespeaker_mfcon.config import load_train_config  # noqa: E402
 
 CONF_DIR = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf")
 CONFIGS = {  # name -> (baseline yaml, mfcon yaml, default number of classes)

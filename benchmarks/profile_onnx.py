@@ -29,7 +29,7 @@ if ROOT not in sys.path:
 
 from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
                                markdown_table, require_idle)
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
 SAMPLE_RATE = 16000

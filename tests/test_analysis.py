@@ -15,7 +15,7 @@ import yaml
 from wespeaker_mfcon.analysis import block_eer, summarize_comparison
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.metrics import compute_eer, compute_min_dcf
+from wespeaker_mfcon.scoring.metrics import compute_eer, compute_min_dcf
 
 from conftest import RECIPE, ROOT, python_env
 

@@ -13,9 +13,10 @@ import yaml
 from conftest import RECIPE, python_env
 from train_utils import TINY_MODEL
 from wespeaker_mfcon.bin.extract import main as extract_main
-from wespeaker_mfcon.inference import MIN_FRAMES, Embedder, length_batches, pad_batch
+from wespeaker_mfcon.apps.embedder import Embedder, length_batches, pad_batch
+from wespeaker_mfcon.models.embedding_net import MIN_FRAMES
 from wespeaker_mfcon.models import build_model
-from wespeaker_mfcon.onnx_export import export
+from wespeaker_mfcon.export.onnx import export
 from wespeaker_mfcon.utils.errors import UserError
 
 # below MIN_FRAMES, odd/even, equal pairs, a long one: every masking edge case in one list

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from wespeaker_mfcon import calibration as cal
-from wespeaker_mfcon import calibration_trials as ctrials
+from wespeaker_mfcon.scoring import calibration as cal
+from wespeaker_mfcon.scoring import calibration_trials as ctrials
 from wespeaker_mfcon.bin import calibrate, compute_metrics, score, score_norm
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.metrics import compute_eer, compute_min_dcf
-from wespeaker_mfcon.utils.scoring import cohort_stats, l2_normalize, read_scores
+from wespeaker_mfcon.scoring.metrics import compute_eer, compute_min_dcf
+from wespeaker_mfcon.scoring.cosine import l2_normalize
+from wespeaker_mfcon.scoring.score_norm import cohort_stats
+from wespeaker_mfcon.scoring.trials import read_scores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG2 = math.log(2.0)

@@ -11,7 +11,7 @@ import torch
 from wespeaker_mfcon.bin import compute_fbank
 from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank, num_frames
 from wespeaker_mfcon.utils.audio import load_wav
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.entrypoint import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAKE_FBANK = os.path.join(ROOT, "tools", "make_fbank.sh")

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import python_env
 from train_utils import make_feats_dir, tiny_config
-from wespeaker_mfcon.utils.config import (TrainConfig, load_train_config, parse_overrides,
+from wespeaker_mfcon.config import (TrainConfig, load_train_config, parse_overrides,
                                           save_config)
 from wespeaker_mfcon.utils.errors import UserError
 

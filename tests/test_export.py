@@ -13,7 +13,7 @@ import yaml
 from conftest import RECIPE, python_env, write_tree
 from train_utils import TINY_MODEL
 from wespeaker_mfcon.bin.export_onnx import main as export_main
-from wespeaker_mfcon.inference import Embedder, load_model
+from wespeaker_mfcon.apps.embedder import Embedder, load_model
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.utils.errors import UserError
 
@@ -103,7 +103,7 @@ def test_export_fails_and_leaves_no_file_when_parity_is_broken(exp, tmp_path):
 
 def test_cli_compare_and_embed(exp, tmp_path):
     wavs = [l.split()[1] for l in (exp / "wav.scp").read_text().splitlines()]
-    cmd = [sys.executable, "-m", "wespeaker_mfcon.cli"]
+    cmd = [sys.executable, "-m", "wespeaker_mfcon.apps.cli"]
     same = subprocess.run(cmd + ["compare", "--model", str(exp), wavs[0], wavs[0]],
                           capture_output=True, text=True, env=python_env())
     assert same.returncode == 0 and same.stdout.strip() == "cosine 1.000000; no calibration"
@@ -136,7 +136,7 @@ def test_compare_uses_the_stored_calibration(exp, tmp_path):
     assert verdict.llr == pytest.approx(20.0 * cos - 10.0, abs=1e-9)
     assert verdict.threshold == pytest.approx(np.log(0.95 / 0.05))
     assert verdict.same == (20.0 * cos - 10.0 >= np.log(0.95 / 0.05))
-    cmd = [sys.executable, "-m", "wespeaker_mfcon.cli", "compare", "--model", str(calibrated),
+    cmd = [sys.executable, "-m", "wespeaker_mfcon.apps.cli", "compare", "--model", str(calibrated),
            wavs[0], wavs[0]]
     out = subprocess.run(cmd, capture_output=True, text=True, env=python_env()).stdout
     assert out.strip() == ("llr 10.0000 same (cosine 1.000000; Bayes threshold 4.5951 at "
@@ -153,7 +153,7 @@ def test_compare_uses_the_stored_calibration(exp, tmp_path):
 def test_cli_bad_wav_is_one_error_line(exp, tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not a wav")
-    proc = subprocess.run([sys.executable, "-m", "wespeaker_mfcon.cli", "compare", "--model",
+    proc = subprocess.run([sys.executable, "-m", "wespeaker_mfcon.apps.cli", "compare", "--model",
                            str(exp), str(bad), str(bad)], capture_output=True, text=True,
                           env=python_env())
     assert proc.returncode == 1

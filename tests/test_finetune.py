@@ -13,7 +13,7 @@ from wespeaker_mfcon.bin.train import main as train_main
 from wespeaker_mfcon.training.loop import EpochRunner
 from wespeaker_mfcon.training.run import TrainingRun
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint, mean_state_dicts
-from wespeaker_mfcon.utils.config import load_train_config, parse_overrides
+from wespeaker_mfcon.config import load_train_config, parse_overrides
 from wespeaker_mfcon.utils.errors import UserError
 
 

@@ -69,7 +69,7 @@ def test_make_fbank_reports_resampled_and_downmixed_files(tmp_path):
     assert "odd" not in r.stdout      # the report goes to stderr only
 
 
-JOB = ("import logging, sys; from wespeaker_mfcon.utils.cli import setup_logging; "
+JOB = ("import logging, sys; from wespeaker_mfcon.utils.entrypoint import setup_logging; "
        "setup_logging(); logging.info('job JOB starts'); "
        "[logging.warning('job JOB: odd input %d', i) for i in range(3)]; "
        "print('\\r 50%|##  | WARNING not a log line'); sys.exit(JOB == 2)")

@@ -5,8 +5,8 @@ import pytest
 from scipy.stats import norm
 
 from wespeaker_mfcon.bin.compute_metrics import format_table
-from wespeaker_mfcon.utils.metrics import evaluate
-from wespeaker_mfcon.utils.metrics import compute_eer, compute_min_dcf, det_curve
+from wespeaker_mfcon.scoring.metrics import evaluate
+from wespeaker_mfcon.scoring.metrics import compute_eer, compute_min_dcf, det_curve
 
 # Ten trials, 4 target (T) / 6 nontarget (N), listed in ascending score order:
 #   0.05 N, 0.10 N, 0.20 T, 0.30 N, 0.35 N, 0.40 T, 0.50 N, 0.60 T, 0.70 N, 0.90 T

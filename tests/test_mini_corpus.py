@@ -11,7 +11,7 @@ import soundfile as sf
 
 from wespeaker_mfcon.synth import mini_corpus as mc
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.metrics import compute_eer
+from wespeaker_mfcon.scoring.metrics import compute_eer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "make_mini_corpus.py")

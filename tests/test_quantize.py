@@ -17,10 +17,10 @@ sys.path.insert(0, ROOT)
 from benchmarks.profile_onnx import op_profile, profile_table  # noqa: E402
 from train_utils import TINY_MODEL  # noqa: E402
 from wespeaker_mfcon.bin.export_onnx import main as export_main  # noqa: E402
-from wespeaker_mfcon.inference import load_model  # noqa: E402
+from wespeaker_mfcon.apps.embedder import load_model  # noqa: E402
 from wespeaker_mfcon.models import build_model  # noqa: E402
-from wespeaker_mfcon.quantize import calibration_feats, quantize_int8, select_nodes  # noqa: E402
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.export.quantize import calibration_feats, quantize_int8, select_nodes  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from wespeaker_mfcon.dataset.sampler import PKBatchSampler, RandomBatchSampler, build_sampler
-from wespeaker_mfcon.utils.config import DatasetArgs
+from wespeaker_mfcon.config import DatasetArgs
 
 LABELS = [s for s in range(12) for _ in range(3 + s % 4)]  # 12 speakers, 3..6 utts each
 

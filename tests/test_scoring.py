@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from wespeaker_mfcon.bin import compute_metrics, score, score_norm
-from wespeaker_mfcon.utils.embeddings import load_embeddings, speaker_means
+from wespeaker_mfcon.scoring.embeddings import load_embeddings, speaker_means
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.scoring import parse_score_name, read_scores
+from wespeaker_mfcon.scoring.trials import parse_score_name, read_scores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIM = 16
@@ -194,7 +194,7 @@ def test_compute_metrics_results_json_and_det(setup, capsys):
     compute_metrics.main(["--score_files", *files, "--out_dir", str(out)])
     res = json.loads((out / "results.json").read_text())
     assert set(res) == {"old", "a", "b"} and set(res["a"]) == {"cosine", "asnorm"}
-    from wespeaker_mfcon.utils.metrics import compute_eer, compute_min_dcf
+    from wespeaker_mfcon.scoring.metrics import compute_eer, compute_min_dcf
     for f in files:
         trials, system = parse_score_name(f)
         _, _, sc, lab = read_scores(f)

@@ -27,7 +27,7 @@ from wespeaker_mfcon.dataset.voxceleb import prepare_sets
 from wespeaker_mfcon.training.loop import EpochRunner
 from wespeaker_mfcon.utils.audio import load_wav
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
-from wespeaker_mfcon.utils.config import load_train_config, validate
+from wespeaker_mfcon.config import load_train_config, validate
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_scp
 

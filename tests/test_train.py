@@ -11,7 +11,7 @@ from wespeaker_mfcon.bin.average_model import main as average_main
 from wespeaker_mfcon.bin.train import main as train_main
 from wespeaker_mfcon.training.loop import EpochRunner
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
-from wespeaker_mfcon.utils.config import load_train_config
+from wespeaker_mfcon.config import load_train_config
 from wespeaker_mfcon.utils.errors import UserError
 
 

@@ -11,7 +11,7 @@ from train_utils import make_feats_dir, tiny_config
 from wespeaker_mfcon.bin.train import main as train_main
 from wespeaker_mfcon.losses.weighting import build_weighting
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
-from wespeaker_mfcon.utils.config import load_train_config, parse_overrides
+from wespeaker_mfcon.config import load_train_config, parse_overrides
 from wespeaker_mfcon.utils.errors import UserError
 
 # Toy: a shared feature h = w * x (what the backbone gives both losses), with

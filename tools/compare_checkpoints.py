@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..
 import torch  # noqa: E402
 
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint  # noqa: E402
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
 

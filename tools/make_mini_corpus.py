@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
 
 from wespeaker_mfcon.synth.mini_corpus import DEFAULTS, make_corpus  # noqa: E402
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 
 
 def get_parser():

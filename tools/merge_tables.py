@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
 
-from wespeaker_mfcon.utils.cli import run_main  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 from wespeaker_mfcon.utils.file_utils import atomic_write  # noqa: E402
 

@@ -32,15 +32,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wespeaker_mfcon.utils.metrics import evaluate
-from wespeaker_mfcon.utils.plotting import plot_block_curves
+from wespeaker_mfcon.scoring.metrics import evaluate
+from wespeaker_mfcon.analysis.plots import plot_block_curves
 from wespeaker_mfcon.frontend.fbank import apply_cmn
-from wespeaker_mfcon.inference import load_embedding_net
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.apps.embedder import load_embedding_net
+from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write, read_scp
-from wespeaker_mfcon.utils.scoring import (cosine_scores, prepare, read_trials, trial_indices,
-                                           trial_name)
+from wespeaker_mfcon.scoring.cosine import cosine_scores, prepare
+from wespeaker_mfcon.scoring.trials import read_trials, trial_indices, trial_name
 
 log = logging.getLogger("block_eer")
 

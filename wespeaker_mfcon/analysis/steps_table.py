@@ -21,7 +21,7 @@ import json
 import os
 
 from wespeaker_mfcon.analysis.summarize_comparison import plus_minus, summarize_values
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
 

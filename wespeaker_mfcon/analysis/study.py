@@ -47,11 +47,11 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from wespeaker_mfcon.analysis import summarize_comparison
-from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.config import read_yaml
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.config import read_yaml
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
-from wespeaker_mfcon.utils.scoring import trial_lists
+from wespeaker_mfcon.scoring.trials import trial_lists
 
 log = logging.getLogger("study")
 

@@ -32,11 +32,11 @@ import re
 
 import numpy as np
 
-from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.config import load_train_config, parse_overrides, read_yaml
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.config import load_train_config, parse_overrides, read_yaml
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
-from wespeaker_mfcon.utils.plotting import plot_block_curves
+from wespeaker_mfcon.analysis.plots import plot_block_curves
 
 log = logging.getLogger("summarize_comparison")
 
@@ -355,6 +355,34 @@ def format_markdown(summary):
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def render_docs_table(summary):
+    """The docs' table of a comparison.json: per variant, cosine and normalized EER (mean ± std
+    over seeds) with the relative change against the baseline and whether the gap exceeds
+    the spread, and minDCF 0.01; the first trial list."""
+    variants = summary["variants"]
+    trials = next(iter(variants[summary["baseline"]]["results"]))
+    systems = _sorted_systems({s for v in variants.values()
+                               for s in v["results"].get(trials, {})})
+    head = ["variant", "seeds"]
+    for system in systems:
+        head += [f"{system} EER (%)", "Δ (gap > spread)"]
+    head.append(f"minDCF 0.01 ({systems[0]})")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v, info in variants.items():
+        res = info["results"].get(trials, {})
+        row = [v, str(len(summary["runs"][v]))]
+        for system in systems:
+            eer = res.get(system, {}).get("eer")
+            row.append(plus_minus(eer, ".2f"))
+            if v == summary["baseline"] or not eer or eer.get("rel_change_pct") is None:
+                row.append("–")
+            else:
+                row.append(f"{eer['rel_change_pct']:+.1f}% ({_flag(eer.get('exceeds_spread'))})")
+        row.append(plus_minus(res.get(systems[0], {}).get("min_dcf_0.01"), ".3f"))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def block_series(summary, variants=None):

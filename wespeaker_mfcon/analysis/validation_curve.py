@@ -22,12 +22,12 @@ import re
 import torch
 
 from wespeaker_mfcon.analysis.block_eer import ScpFeats, block_eer
-from wespeaker_mfcon.inference import load_embedding_net
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.apps.embedder import load_embedding_net
+from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
-from wespeaker_mfcon.utils.plotting import plot_curves
-from wespeaker_mfcon.utils.scoring import read_trials, trial_name
+from wespeaker_mfcon.analysis.plots import plot_curves
+from wespeaker_mfcon.scoring.trials import read_trials, trial_name
 
 
 def get_parser():

@@ -27,10 +27,10 @@ import json
 import re
 
 from wespeaker_mfcon.analysis.summarize_comparison import _flag, block_series, compare, plus_minus
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
-from wespeaker_mfcon.utils.plotting import plot_block_panels
+from wespeaker_mfcon.analysis.plots import plot_block_panels
 
 CONSTANT = re.compile(r"(^|_)l(\d+(\.\d+)?)$")
 

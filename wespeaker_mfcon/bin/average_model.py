@@ -9,7 +9,7 @@ import logging
 
 from wespeaker_mfcon.utils.checkpoint import (average_state_dicts, epoch_checkpoints,
                                               save_checkpoint)
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 
 

@@ -43,16 +43,16 @@ import os
 
 import numpy as np
 
-from wespeaker_mfcon import calibration as cal
-from wespeaker_mfcon import calibration_trials as ctrials
+from wespeaker_mfcon.scoring import calibration as cal
+from wespeaker_mfcon.scoring import calibration_trials as ctrials
 from wespeaker_mfcon.bin.compute_metrics import format_table, merge_results
-from wespeaker_mfcon.utils.cli import probability, run_main
-from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings, load_utt2spk
+from wespeaker_mfcon.utils.entrypoint import probability, run_main
+from wespeaker_mfcon.scoring.embeddings import index_of, load_embeddings, load_utt2spk
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
-from wespeaker_mfcon.utils.scoring import (NORM_METHODS, clamp_top_n, read_scores, read_trials,
-                                           speaker_cohort, trial_indices, trial_name,
-                                           write_scores)
+from wespeaker_mfcon.scoring.cosine import speaker_cohort
+from wespeaker_mfcon.scoring.score_norm import clamp_top_n
+from wespeaker_mfcon.scoring.trials import (NORM_METHODS, read_scores, read_trials, trial_indices, trial_name, write_scores)
 
 log = logging.getLogger("calibrate")
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank, num_frames, pad_edges
 from wespeaker_mfcon.utils.audio import load_wav
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path, read_scp, write_table
 

@@ -23,11 +23,11 @@ import logging
 import os
 from contextlib import contextmanager
 
-from wespeaker_mfcon.utils.cli import probability, run_main
+from wespeaker_mfcon.utils.entrypoint import probability, run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
-from wespeaker_mfcon.utils.metrics import act_dcf_key, dcf_key, evaluate
-from wespeaker_mfcon.utils.scoring import parse_score_name, read_scores, trial_name
+from wespeaker_mfcon.scoring.metrics import act_dcf_key, dcf_key, evaluate
+from wespeaker_mfcon.scoring.trials import parse_score_name, read_scores, trial_name
 
 log = logging.getLogger("compute_metrics")
 
@@ -159,7 +159,7 @@ def main(argv=None):
         curves.append((f"{trials} / {system}", scores, labels))
     merge_results(os.path.join(args.out_dir, "results.json"), new)
     if args.det:
-        from wespeaker_mfcon.utils.plotting import plot_det
+        from wespeaker_mfcon.scoring.plots import plot_det
         det = plot_det(curves, os.path.join(args.out_dir, "det.png"))
         log.info("DET curve -> %s", det)
     print(format_table(rows, p_targets))

@@ -25,9 +25,9 @@ import argparse
 import logging
 import os
 
-from wespeaker_mfcon.inference import load_embedding_net
-from wespeaker_mfcon.onnx_export import export_checked
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.apps.embedder import load_embedding_net
+from wespeaker_mfcon.export.onnx import export_checked
+from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 
 
@@ -70,14 +70,14 @@ def main(argv=None):
     net, conf = load_embedding_net(args.checkpoint, os.path.join(args.exp_dir, "config.yaml"))
     calib = check = None
     if args.quantize == "int8":  # read the data first: a bad data dir fails before the export
-        from wespeaker_mfcon.quantize import calibration_feats
+        from wespeaker_mfcon.export.quantize import calibration_feats
         calib, check = calibration_feats(args.calib_data, args.calib_utts, args.calib_frames,
                                          conf.feat_dim)
     export_checked(net, conf, args.output, opset=args.opset, check_lengths=args.check_lengths,
                    tol=args.tol)
     logging.info("exported %s", args.output)
     if args.quantize == "int8":
-        from wespeaker_mfcon.quantize import quantize_int8
+        from wespeaker_mfcon.export.quantize import quantize_int8
         out = int8_path(args.output)
         quantize_int8(args.output, out, calib, check, args.min_cosine)
         logging.info("exported %s", out)

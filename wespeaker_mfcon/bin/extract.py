@@ -18,8 +18,8 @@ import kaldiio
 import numpy as np
 from tqdm import tqdm
 
-from wespeaker_mfcon.inference import Embedder
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.apps.embedder import Embedder
+from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path, read_scp
 

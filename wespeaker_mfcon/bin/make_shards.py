@@ -13,7 +13,7 @@ import argparse
 import logging
 
 from wespeaker_mfcon.dataset.shard_writer import write_shards
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.entrypoint import run_main
 
 
 def get_args(argv=None):

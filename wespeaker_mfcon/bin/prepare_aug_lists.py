@@ -182,5 +182,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from wespeaker_mfcon.utils.cli import run_main
+    from wespeaker_mfcon.utils.entrypoint import run_main
     run_main(main)

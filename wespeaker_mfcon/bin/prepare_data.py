@@ -14,7 +14,7 @@ import argparse
 import os
 
 from wespeaker_mfcon.dataset.voxceleb import BAD_AUDIO_MODES, prepare_sets
-from wespeaker_mfcon.utils.cli import run_main
+from wespeaker_mfcon.utils.entrypoint import run_main
 
 
 def _positive_int(value):

@@ -16,11 +16,11 @@ import logging
 import os
 import time
 
-from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.scoring.embeddings import index_of, load_embeddings
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.scoring import (cosine_scores, prepare, read_trials, trial_indices,
-                                           trial_name, write_scores)
+from wespeaker_mfcon.scoring.cosine import cosine_scores, prepare
+from wespeaker_mfcon.scoring.trials import read_trials, trial_indices, trial_name, write_scores
 
 log = logging.getLogger("score")
 

@@ -20,12 +20,12 @@ import time
 
 import numpy as np
 
-from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.embeddings import index_of, load_embeddings
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.scoring.embeddings import index_of, load_embeddings
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.scoring import (NORM_METHODS, clamp_top_n, parse_score_name,
-                                           prepare, read_scores, score_norm, speaker_cohort,
-                                           trial_indices, write_scores)
+from wespeaker_mfcon.scoring.cosine import prepare, speaker_cohort
+from wespeaker_mfcon.scoring.score_norm import clamp_top_n, score_norm
+from wespeaker_mfcon.scoring.trials import (NORM_METHODS, parse_score_name, read_scores, trial_indices, write_scores)
 
 log = logging.getLogger("score_norm")
 

@@ -17,8 +17,8 @@ import argparse
 
 from wespeaker_mfcon.training.builders import build_loader
 from wespeaker_mfcon.training.run import resolve_config, train
-from wespeaker_mfcon.utils.cli import run_main
-from wespeaker_mfcon.utils.config import parse_overrides
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.config import parse_overrides
 
 
 def get_args(argv=None):

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from wespeaker_mfcon.utils.audio import audio_info, load_wav, resample
-from wespeaker_mfcon.utils.config import AUG_TYPES, aug_args_from
+from wespeaker_mfcon.config import AUG_TYPES, aug_args_from
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_table
 

@@ -19,7 +19,7 @@ from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.models.projections import build_projection
 from wespeaker_mfcon.training.model_with_heads import ModelWithHeads
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.lr_schedule import lr_factor
+from wespeaker_mfcon.training.lr_schedule import lr_factor
 
 
 def build_model_with_heads(conf):

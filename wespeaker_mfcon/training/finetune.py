@@ -24,7 +24,7 @@ import os
 
 from wespeaker_mfcon.training.model_with_heads import unwrap
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint, mean_state_dicts
-from wespeaker_mfcon.utils.config import load_train_config
+from wespeaker_mfcon.config import load_train_config
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_scp
 

@@ -19,7 +19,7 @@ from wespeaker_mfcon.training import builders, diagnostics, distributed, finetun
 from wespeaker_mfcon.training.checkpointing import Position, resume_latest, save_state
 from wespeaker_mfcon.training.loop import EpochRunner, StepOptions
 from wespeaker_mfcon.utils import checkpoint as ckpt
-from wespeaker_mfcon.utils.config import load_train_config, save_config
+from wespeaker_mfcon.config import load_train_config, save_config
 from wespeaker_mfcon.utils.file_utils import write_table
 
 

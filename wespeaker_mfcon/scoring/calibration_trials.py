@@ -36,8 +36,8 @@ import numpy as np
 
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_table
-from wespeaker_mfcon.utils.scoring import (cohort_stats, cosine_scores, normalize_scores,
-                                           prepare, speaker_cohort)
+from wespeaker_mfcon.scoring.cosine import cosine_scores, prepare, speaker_cohort
+from wespeaker_mfcon.scoring.score_norm import cohort_stats, normalize_scores
 
 log = logging.getLogger(__name__)
 

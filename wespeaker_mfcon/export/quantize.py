@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 import onnx
 
-from wespeaker_mfcon.inference import min_length
+from wespeaker_mfcon.models.embedding_net import min_length
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path, read_scp
 

@@ -2,8 +2,8 @@
 
   feats (B, T, 80) log-mel fbank -> [mean normalization inside] -> embs (B, E)
 
-EmbeddingNet is the deployable network (also what export_onnx exports). Embedder wraps
-either backend behind one interface and turns wav files into embeddings and scores.
+Embedder wraps either backend (models/embedding_net.EmbeddingNet, or ONNX Runtime on the file
+stage 5 exports) behind one interface and turns wav files into embeddings and scores.
 Embedder.embed_list embeds utterances of different lengths in one zero-padded batch when the
 backend can mask the padding (a model with `supports_lengths`, or an .onnx graph with a
 `lengths` input); each embedding then equals the utterance's alone up to float rounding. When the
@@ -17,47 +17,15 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn as nn
 from tqdm import tqdm
 
-from wespeaker_mfcon.calibration import Calibration, bayes_threshold
-from wespeaker_mfcon.frontend.fbank import apply_cmn, fbank
+from wespeaker_mfcon.scoring.calibration import Calibration, bayes_threshold
+from wespeaker_mfcon.frontend.fbank import fbank
 from wespeaker_mfcon.models import build_model
+from wespeaker_mfcon.models.embedding_net import MIN_FRAMES, EmbeddingNet, min_length
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
-from wespeaker_mfcon.utils.config import load_train_config
+from wespeaker_mfcon.config import load_train_config
 from wespeaker_mfcon.utils.errors import UserError
-
-
-MIN_FRAMES = 20  # the exported graph's minimum length (export_onnx uses the same bound)
-
-
-class EmbeddingNet(nn.Module):
-    """Per-utterance mean normalization followed by the model; returns only the embedding."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    @property
-    def supports_lengths(self):
-        return getattr(self.model, "supports_lengths", False)
-
-    def forward(self, feats, lengths=None):
-        # feats: (B, T, F), lengths: (B,) int64 real frames (zero-padded batch) or None -> (B, E)
-        if lengths is None:
-            embeds, _ = self.model(apply_cmn(feats))
-        else:
-            embeds, _ = self.model(apply_cmn(feats, lengths), lengths)
-        return embeds
-
-
-def min_length(feats):
-    """(T, F) -> (max(T, MIN_FRAMES), F): a short utterance repeated in time up to MIN_FRAMES
-    (as training does for short utterances): the convolutional front needs a few frames."""
-    if feats.shape[0] >= MIN_FRAMES:
-        return feats
-    reps = -(-MIN_FRAMES // feats.shape[0])
-    return np.tile(feats, (reps, 1))[:MIN_FRAMES]
 
 
 def pad_batch(feats_list):

@@ -42,7 +42,7 @@ from scipy.special import expit
 
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
-from wespeaker_mfcon.utils.metrics import act_dcf_key, evaluate
+from wespeaker_mfcon.scoring.metrics import act_dcf_key, evaluate
 
 log = logging.getLogger(__name__)
 

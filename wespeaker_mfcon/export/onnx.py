@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import torch
 
-from wespeaker_mfcon.inference import MIN_FRAMES
+from wespeaker_mfcon.models.embedding_net import MIN_FRAMES
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path
 

@@ -16,8 +16,8 @@ import sys
 
 import numpy as np
 
-from wespeaker_mfcon.inference import load_model
-from wespeaker_mfcon.utils.cli import probability, run_main
+from wespeaker_mfcon.apps.embedder import load_model
+from wespeaker_mfcon.utils.entrypoint import probability, run_main
 
 
 def get_args(argv=None):

@@ -1,0 +1,2 @@
+"""What users do with a trained model: embed and compare (embedder.py), the wespeaker-mfcon
+command (cli.py)."""
