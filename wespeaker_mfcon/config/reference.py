@@ -49,13 +49,14 @@ def link(title):
 
 
 def selected_schemas():
-    """dict-typed keys whose schema another key selects: {key: (selector or None,
-    {choice: dataclass, or constructor whose keyword arguments are the keys})}."""
+    """dict-typed keys whose schema another key selects: {key: (selector or None, {choice:
+    a dataclass, or (constructor, {keyword argument: default}) as config/loading.py checks})}."""
     from wespeaker_mfcon.frontend.fbank import Fbank
     from wespeaker_mfcon.models import MODELS
     return {"optimizer_args": ("optimizer", dict(OPTIMIZER_ARGS)),
-            "model_args": ("model", dict(MODELS)),
-            "fbank_args": (None, {"": Fbank})}
+            "model_args": ("model", {name: (model, loading._model_arg_defaults(name))
+                                     for name, model in MODELS.items()}),
+            "fbank_args": (None, {"": (Fbank, loading._fbank_arg_defaults())})}
 
 
 def choice_title(key, selector, choice):
@@ -198,29 +199,26 @@ def constructor_section(title, constructor, defaults):
                           "signature, which holds the defaults.", rows)
 
 
-def _choice_section(key, selector, choice, schema):
+def _choice_sections(key, selector, choice, schema):
     title = choice_title(key, selector, choice)
     if dataclasses.is_dataclass(schema):
-        section = dataclass_section(schema, title)
-        section.title = title
-        return section
-    defaults = (loading._model_arg_defaults(choice) if key == "model_args"
-                else loading._fbank_arg_defaults())
-    return constructor_section(title, schema, defaults)
+        return sections(schema, title)
+    return [constructor_section(title, *schema)]
 
 
 def sections(cls=TrainConfig, path=""):
     """Every section, depth first: cls, its nested dataclasses, the selected schemas."""
     out = [dataclass_section(cls, path)]
-    hints = typing.get_type_hints(cls)
+    hints, selected = typing.get_type_hints(cls), selected_schemas()
     for f in dataclasses.fields(cls):
         hint, _ = _unwrap_optional(hints[f.name])
         key = f"{path}.{f.name}" if path else f.name
         if dataclasses.is_dataclass(hint):
             out += sections(hint, key)
-        elif hint is dict and not path and f.name in selected_schemas():
-            selector, choices = selected_schemas()[f.name]
-            out += [_choice_section(f.name, selector, c, s) for c, s in choices.items()]
+        elif hint is dict and not path and f.name in selected:
+            selector, choices = selected[f.name]
+            for choice, schema in choices.items():
+                out += _choice_sections(f.name, selector, choice, schema)
     return out
 
 

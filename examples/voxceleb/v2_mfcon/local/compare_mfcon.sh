@@ -6,7 +6,7 @@
 #     --train_opts "--num_epochs 4"
 #   bash local/compare_mfcon.sh --variants conf/compare/mfcon_lambda.yaml --seeds "1 2 3" \
 #     --prepare_mini true --mini_opts "--num_test_spk 80 --num_trials 7680" \
-#     --data data_t80 --out exp/compare_t80          # the README's main table, in one command
+#     --data data_t80 --out exp/compare_t80          # the main table of docs/experiments.md
 #   bash local/compare_mfcon.sh --variants conf/compare/mfcon_lambda.yaml --seeds "1 2 3" \
 #     --data data_h80 --out exp/compare_h80 --models_from exp/compare_t80   # held-out speakers
 #

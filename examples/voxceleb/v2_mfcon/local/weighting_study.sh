@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MFCon weighting study (README, "MFCon weighting without tuning lambda"): every setting,
+# The MFCon weighting study (docs/experiments.md, weighting without tuning lambda): every setting,
 # every variant, every seed, then one table with each scheme against the baseline and the
 # oracle (the best constant lambda of that setting) and the verdict.
 #   bash local/weighting_study.sh                        # all four settings, seeds 1-3
