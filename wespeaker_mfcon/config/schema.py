@@ -82,8 +82,9 @@ class MFAConformerArgs:
                                                  f"output_size {self.output_size}")
         if self.cnn_module_kernel % 2 == 0:
             raise ConfigError("cnn_module_kernel", f"must be odd, got {self.cnn_module_kernel}")
-        for name in ("dropout_rate", "positional_dropout_rate", "attention_dropout_rate"):
-            _in_range(self, name, 0.0, 1.0, high_open=True)
+        _in_range(self, "dropout_rate", 0.0, 1.0, high_open=True)
+        _in_range(self, "positional_dropout_rate", 0.0, 1.0, high_open=True)
+        _in_range(self, "attention_dropout_rate", 0.0, 1.0, high_open=True)
 
     @property
     def block_count(self):
@@ -283,8 +284,7 @@ class MFConArgs:
     def check(self, conf):
         _at_least(self, "weight", 0.0), _above(self, "temperature", 0.0)
         _above(self, "target_ratio", 0.0), _at_least(self, "ramp_steps", 1)
-        if not 0.0 <= self.ratio_momentum < 1.0:
-            raise ConfigError("ratio_momentum", f"must be in [0, 1), got {self.ratio_momentum}")
+        _in_range(self, "ratio_momentum", 0.0, 1.0, high_open=True)
         if self.weighting in ("grad_ratio", "uncertainty") and self.weight <= 0:
             raise ConfigError("weight", f"weighting {self.weighting} starts at lambda = weight, "
                                         f"which must be > 0, got {self.weight}")
@@ -357,15 +357,16 @@ class SchedulerArgs:
 class TrainConfig:
     seed: int = 42
     num_epochs: int = 12
-    sample_rate: int = SAMPLE_RATE      # Hz: audio is read (resampled) at this rate; the fbank,
-                                        #   augmentation, shard decoding and ONNX metadata use it
-    # feat: stage-1 fbank; raw: wavs, fbank on the fly; shard: tar shards (shard.list), the same
+    # Hz: audio is read (resampled) at this rate; the fbank, augmentation, shard decoding and
+    # the ONNX metadata use it
+    sample_rate: int = SAMPLE_RATE
+    # feat: stage-1 fbank; raw: wavs, fbank on the fly; shard: tar shards (shard.list) of wavs
     data_type: Literal["feat", "raw", "shard"] = "feat"
     dataset_args: DatasetArgs = field(default_factory=DatasetArgs)
     dataloader_args: DataloaderArgs = field(default_factory=DataloaderArgs)
     fbank_args: FbankArgs = field(default_factory=FbankArgs)   # stage 1 and raw/shard training
     model: Literal["mfa_conformer", "ecapa_tdnn"] = "mfa_conformer"
-    # MFAConformerArgs or ECAPATDNNArgs, by `model` (config/loading.py reads it as that)
+    # the chosen model's arguments (its section below)
     model_args: Union[MFAConformerArgs, ECAPATDNNArgs] = field(default_factory=MFAConformerArgs)
     projection_args: ProjectionArgs = field(default_factory=ProjectionArgs)
     margin_scheduler_args: Optional[MarginSchedulerArgs] = None
