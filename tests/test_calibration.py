@@ -19,6 +19,7 @@ from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.scoring.metrics import compute_eer, compute_min_dcf
 from wespeaker_mfcon.scoring.cosine import l2_normalize
 from wespeaker_mfcon.scoring.score_norm import cohort_stats
+from wespeaker_mfcon.scoring.trial_pairs import count_pairs
 from wespeaker_mfcon.scoring.trials import read_scores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,7 +216,7 @@ def test_training_trials(shape, num):
     u2s["id99999/only/00001"] = "id99999"  # one session: never in a target
     enroll, test, labels = ctrials.make_training_trials(u2s, num, seed=5)
     _check_trials(u2s, enroll, test, labels)
-    avail_tar, _ = ctrials.count_pairs(*ctrials._trial_tables(u2s, "x")[1:])
+    avail_tar, _ = count_pairs(*ctrials._trial_tables(u2s, "x")[1:])
     assert labels.sum() == min(num // 2, avail_tar) and len(labels) == num
     again = ctrials.make_training_trials(u2s, num, seed=5)
     assert again[0] == enroll and again[1] == test and np.array_equal(again[2], labels)
