@@ -8,7 +8,7 @@ pair utterances in no fixed order (each side's value enters as the min and the m
                           utt2num_frames / 100 at the 10 ms frame shift)
     min_imp    max_imp    min / max of the AS-norm imposter means: the mean of the top-N cosine
                           scores of an utterance against the cohort (one mean embedding per
-                          training speaker, cohort mean subtracted), as utils/scoring.py
+                          training speaker, cohort mean subtracted), as scoring/score_norm.py
                           computes them once per utterance (S-norm: the mean of all of them)
     min_norm   max_norm   min / max of the L2 norm of the raw embeddings (before mean
                           subtraction), a known quality correlate
@@ -240,7 +240,7 @@ def eval_trial_set(*, enroll, test, labels, scores, keys, raw, cohort_mean, coho
     """TrialSet of an evaluation list whose scores (system -> (T,)) come from stage 4.
 
     keys (N,), raw (N, D): evaluation embeddings; cohort_mean (D,), cohort (C, D): as
-    utils/scoring.speaker_cohort makes them from the training set; top_n None for S-norm;
+    scoring/cosine.speaker_cohort makes them from the training set; top_n None for S-norm;
     dur_source: the file the durations came from (for the error when one is missing)."""
     used, rows, ei, ti = _utterances(enroll, test, keys)
     emb = prepare(raw[rows], cohort_mean)
@@ -254,10 +254,11 @@ def score_eval_trials(*, enroll, test, labels, keys, raw, cohort_mean, cohort, d
     """Score trials of a held-out set as stage 4 scores a test list -> TrialSet.
 
     keys (N,), raw (N, D): the held-out embeddings, holding every trial utterance;
-    cohort_mean (D,), cohort (C, D): as utils/scoring.speaker_cohort makes them from the
+    cohort_mean (D,), cohort (C, D): as scoring/cosine.speaker_cohort makes them from the
     training set; top_n: AS-norm top N (None for S-norm). Scores: "raw_cosine" (no mean
-    subtraction), "cosine" (bin/score.py) and `method` (the normalization of
-    utils/scoring.score_norm, from the imposter statistics that are also quality features)."""
+    subtraction), "cosine" (scoring/cosine.py) and `method` (the normalization of
+    scoring/score_norm.score_norm, from the imposter statistics that are also quality
+    features)."""
     used, rows, ei, ti = _utterances(enroll, test, keys)
     emb = prepare(raw[rows], cohort_mean)
     imp = imposter_stats(emb, cohort, top_n)
