@@ -51,3 +51,10 @@ def python_env():
     env["OMP_NUM_THREADS"] = "1"
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     return env
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    """exp/{config.yaml, models/avg_model.pt} of a tiny random MFA-Conformer, feats, trials."""
+    from analysis_utils import make_tiny_setup
+    return make_tiny_setup(tmp_path_factory.mktemp("analysis"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wespeaker_mfcon.bin import prepare_aug_lists
+from wespeaker_mfcon.dataset.aug_lists import write_aug_lists
 from wespeaker_mfcon.synth import noise as mini_noise
 from wespeaker_mfcon.dataset.augment import (Augmentor, add_reverb, fit_length,
                                               speed_perturb)
@@ -254,8 +254,9 @@ def test_prepare_aug_lists_fake_tree(tmp_path):
     _touch_wav(str(rirs / "real_rirs_isotropic_noises" / "RVB2014_type1_rir_room1.wav"))
     _touch_wav(str(rirs / "real_rirs_isotropic_noises" / "RVB2014_type1_noise_room1_1.wav"))
     out = tmp_path / "lists"
-    prepare_aug_lists.main(["--musan_root", str(tmp_path / "corpora"),
-                            "--rir_root", str(tmp_path / "corpora"), "--out_dir", str(out)])
+    written = write_aug_lists(str(out), musan_root=str(tmp_path / "corpora"),
+                              rir_root=str(tmp_path / "corpora"))
+    assert written == [str(out / "noise.scp"), str(out / "rir.scp")]
     noise = read_scp(str(out / "noise.scp"))
     assert sorted(noise) == ["music-fma-0001", "noise-free-sound-0000",
                              "speech-librivox-0002", "speech-talk"]
@@ -266,18 +267,15 @@ def test_prepare_aug_lists_fake_tree(tmp_path):
     aug = Augmentor({"noise_scp": str(out / "noise.scp"), "rir_scp": str(out / "rir.scp")})
     assert aug.types == ["reverb", "noise", "music", "babble"]
 
-    prepare_aug_lists.main(["--rir_root", str(rirs), "--rir_sets", "simulated",
-                            "--out_dir", str(tmp_path / "sim")])
+    write_aug_lists(str(tmp_path / "sim"), rir_root=str(rirs), rir_sets=["simulated"])
     assert len(read_scp(str(tmp_path / "sim" / "rir.scp"))) == 1
 
     empty = tmp_path / "empty" / "musan" / "noise"
     empty.mkdir(parents=True)
     with pytest.raises(UserError, match="no .wav files"):
-        prepare_aug_lists.main(["--musan_root", str(tmp_path / "empty"),
-                                "--out_dir", str(tmp_path / "x")])
+        write_aug_lists(str(tmp_path / "x"), musan_root=str(tmp_path / "empty"))
     with pytest.raises(UserError, match="no RIR"):
-        prepare_aug_lists.main(["--rir_root", str(tmp_path / "empty"),
-                                "--out_dir", str(tmp_path / "x")])
+        write_aug_lists(str(tmp_path / "x"), rir_root=str(tmp_path / "empty"))
     assert not (tmp_path / "x").exists()
 
 
@@ -292,8 +290,8 @@ def _digest(d):
 
 
 def test_mini_noise_deterministic(tmp_path):
-    a = prepare_aug_lists.main(["--synthetic", "2", "--out_dir", str(tmp_path / "a")])
-    assert a == 0
+    a = write_aug_lists(str(tmp_path / "a"), synthetic=2)
+    assert a == [str(tmp_path / "a" / "noise.scp"), str(tmp_path / "a" / "rir.scp")]
     mini_noise.main(["--out_dir", str(tmp_path / "b"), "--num_per_type", "2", "--num_rirs", "2"])
     mini_noise.main(["--out_dir", str(tmp_path / "c"), "--num_per_type", "2", "--num_rirs", "2",
                      "--seed", "1"])

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import python_env, write_tree
-from wespeaker_mfcon.bin import prepare_aug_lists
+from wespeaker_mfcon.dataset.aug_lists import write_aug_lists
 from wespeaker_mfcon.dataset.voxceleb import prepare_sets, scan_tree, shown
 from wespeaker_mfcon.utils.errors import UserError
 
@@ -184,14 +184,14 @@ def test_aug_lists_refuse_names_tables_cannot_hold(tree, tmp_path):
     shutil.copy(wav, musan / "noise" / "free sound" / "n1.wav")
     out = tmp_path / "lists"
     with pytest.raises(UserError, match="whitespace") as err:
-        prepare_aug_lists.main(["--musan_root", str(musan), "--out_dir", str(out)])
+        write_aug_lists(str(out), musan_root=str(musan))
     assert str(musan / "noise" / "free sound" / "n1.wav") in str(err.value)
 
     rirs = tmp_path / "RIR root" / "RIRS_NOISES" / "simulated_rirs" / "small"
     rirs.mkdir(parents=True)
     shutil.copy(wav, rirs / "r1.wav")
     with pytest.raises(UserError, match="move or link the corpus") as err:
-        prepare_aug_lists.main(["--rir_root", str(tmp_path / "RIR root"), "--out_dir", str(out)])
+        write_aug_lists(str(out), rir_root=str(tmp_path / "RIR root"))
     assert str(tmp_path / "RIR root") in str(err.value)
 
     rir_root = tmp_path / "rirs"
@@ -199,11 +199,11 @@ def test_aug_lists_refuse_names_tables_cannot_hold(tree, tmp_path):
     small = rir_root / "RIRS_NOISES" / "simulated_rirs" / "small"
     shutil.copy(wav, small / "r1.WAV")
     with pytest.raises(UserError, match="RIR key 'simulated_rirs-small-r1'"):
-        prepare_aug_lists.main(["--rir_root", str(rir_root), "--out_dir", str(out)])
+        write_aug_lists(str(out), rir_root=str(rir_root))
     os.remove(small / "r1.WAV")
     os.symlink(tmp_path / "gone.wav", small / "r2.wav")
     with pytest.raises(UserError, match="broken symbolic link") as err:
-        prepare_aug_lists.main(["--rir_root", str(rir_root), "--out_dir", str(out)])
+        write_aug_lists(str(out), rir_root=str(rir_root))
     assert str(small / "r2.wav") in str(err.value)
     assert not out.exists()
 

@@ -12,7 +12,7 @@ import yaml
 
 from conftest import RECIPE, python_env
 from train_utils import TINY_MODEL
-from wespeaker_mfcon.bin.extract import main as extract_main
+from wespeaker_mfcon.apps.extract import extract_embeddings
 from wespeaker_mfcon.apps.embedder import Embedder, length_batches, pad_batch
 from wespeaker_mfcon.models.embedding_net import MIN_FRAMES
 from wespeaker_mfcon.models import build_model
@@ -89,8 +89,7 @@ def test_padded_batch_equals_batch_one_onnx(exp, tmp_path):
     assert np.abs(one_at_a_time(ort, feats) - ref).max() < TOL     # lengths = T
     assert np.abs(ort.embed_many(feats, 5, 10**6) - ref).max() < TOL
     out = tmp_path / "emb"
-    extract_main(["--model", path, "--feats_scp", str(exp / "feats.scp"),
-                  "--out_dir", str(out), "--batch_size", "16"])
+    extract_embeddings(path, str(out), feats_scp=str(exp / "feats.scp"), batch_size=16)
     got = kaldiio.load_scp(str(out / "xvector.scp"))
     assert max(np.abs(got[k] - r).max() for k, r in zip(got, ref)) < TOL
 
@@ -132,5 +131,5 @@ def test_bad_batching_option_is_one_error_line(exp, tmp_path, opt, value):
     assert len(proc.stderr.strip().splitlines()) == 1 and opt in proc.stderr
     if value != "x":
         with pytest.raises(UserError, match=opt):
-            extract_main(["--model", str(exp / "models/avg_model.pt"), "--feats_scp",
-                          str(exp / "feats.scp"), "--out_dir", str(tmp_path / "e"), opt, value])
+            extract_embeddings(str(exp / "models/avg_model.pt"), str(tmp_path / "e"),
+                               feats_scp=str(exp / "feats.scp"), **{opt[2:]: int(value)})

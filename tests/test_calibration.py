@@ -1,5 +1,5 @@
 """Stage 7: Cllr / min Cllr / actual DCF, logistic-regression calibration, QMF features,
-calibration trials from the training set, bin/calibrate.py and local/calibrate.sh."""
+calibration trials from the training set, scoring/calibrate.py and local/calibrate.sh."""
 
 import json
 import math
@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from wespeaker_mfcon.scoring import calibrate as stage7
 from wespeaker_mfcon.scoring import calibration as cal
 from wespeaker_mfcon.scoring import calibration_trials as ctrials
-from wespeaker_mfcon.bin import calibrate, compute_metrics, score, score_norm
+from wespeaker_mfcon.scoring.calibrate import CalibrationOptions, calibrate
+from wespeaker_mfcon.scoring.cosine import score_trial_lists
+from wespeaker_mfcon.scoring.results import compute_metrics, format_table
+from wespeaker_mfcon.scoring.score_norm import normalize_score_files
+from wespeaker_mfcon.scoring.trial_pairs import count_pairs
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.scoring.metrics import compute_eer, compute_min_dcf
 from wespeaker_mfcon.scoring.cosine import l2_normalize
@@ -215,7 +220,7 @@ def test_training_trials(shape, num):
     u2s["id99999/only/00001"] = "id99999"  # one session: never in a target
     enroll, test, labels = ctrials.make_training_trials(u2s, num, seed=5)
     _check_trials(u2s, enroll, test, labels)
-    avail_tar, _ = ctrials.count_pairs(*ctrials._trial_tables(u2s, "x")[1:])
+    avail_tar, _ = count_pairs(*ctrials._trial_tables(u2s, "x")[1:])
     assert labels.sum() == min(num // 2, avail_tar) and len(labels) == num
     again = ctrials.make_training_trials(u2s, num, seed=5)
     assert again[0] == enroll and again[1] == test and np.array_equal(again[2], labels)
@@ -291,14 +296,13 @@ def _make_exp(tmp_path, parts):
     _write_parts(root, exp, parts)
     trials = _all_pairs(parts["test"][0], root / "data" / "test" / "trials" / "t.kaldi")
     emb, scores = exp / "embeddings", exp / "scores"
-    score.main(["--eval_scp", str(emb / "test/xvector.scp"), "--cohort_scp",
-                str(emb / "train/xvector.scp"), "--trials", str(trials), "--out_dir", str(scores)])
-    score_norm.main(["--eval_scp", str(emb / "test/xvector.scp"), "--cohort_scp",
-                     str(emb / "train/xvector.scp"), "--cohort_utt2spk",
-                     str(root / "data/train/utt2spk"), "--top_n", "5",
-                     "--score_files", str(scores / "t.score")])
-    compute_metrics.main(["--score_files", str(scores / "t.score"), str(scores / "t.asnorm.score"),
-                          "--out_dir", str(scores), "--no_det"])
+    score_trial_lists([("t", str(trials))], str(emb / "test/xvector.scp"), str(scores),
+                      cohort_scp=str(emb / "train/xvector.scp"))
+    normalize_score_files([str(scores / "t.score")], str(emb / "test/xvector.scp"),
+                          str(emb / "train/xvector.scp"), str(root / "data/train/utt2spk"),
+                          top_n=5)
+    compute_metrics([str(scores / "t.score"), str(scores / "t.asnorm.score")], str(scores),
+                    det=False)
     return dict(root=root, exp=exp, train=parts["train"][0])
 
 
@@ -314,9 +318,8 @@ def fake_exp(tmp_path):
 
 def test_calibrate_cli_end_to_end(fake_exp, capsys):
     root, exp = fake_exp["root"], fake_exp["exp"]
-    calibrate.main(["--exp_dir", str(exp), "--train_data", str(root / "data/train"),
-                    "--test_data", str(root / "data/test"), "--trials", "t", "--top_n", "5",
-                    "--num_trials", "600", "--seed", "3"])
+    calibrate(CalibrationOptions(exp_dir=str(exp), data=str(root / "data"), trials=["t"],
+                                 top_n=5, num_trials=600, seed=3))
     out = capsys.readouterr().out
     assert "feature ablation" in out and "+dur+imp" in out and "actDCF0.01" in out
     systems = ["cosine_plain", "cosine_qmf", "asnorm_plain", "asnorm_qmf"]
@@ -367,13 +370,12 @@ def _check_raw_cosine_calibration(fake_exp):
 
 def test_calibrate_errors(fake_exp, tmp_path):
     root, exp = fake_exp["root"], fake_exp["exp"]
-    common = ["--exp_dir", str(exp), "--train_data", str(root / "data/train"),
-              "--test_data", str(root / "data/test")]
+    common = dict(exp_dir=str(exp), data=str(root / "data"))
     with pytest.raises(UserError, match=r"nope\.score: no such file"):
-        calibrate.main([*common, "--trials", "nope"])
+        calibrate(CalibrationOptions(**common, trials=["nope"]))
     (root / "data/test/utt2dur").unlink()
     with pytest.raises(UserError, match="neither utt2dur nor utt2num_frames"):
-        calibrate.main([*common, "--trials", "t"])
+        calibrate(CalibrationOptions(**common, trials=["t"]))
     # The recipe script checks its inputs; the CLI prints one 'error:' line.
     env = {**os.environ, "PYTHONPATH": REPO,
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
@@ -391,10 +393,10 @@ def test_calibrate_errors(fake_exp, tmp_path):
 def test_results_table_shows_calibration_columns():
     plain = {"eer": 1.0, "min_dcf_0.01": 0.1, "min_dcf_0.05": 0.05}
     calib = {**plain, "cllr": 0.5, "min_cllr": 0.25, "act_dcf_0.01": 0.2, "act_dcf_0.05": 0.1}
-    lines = compute_metrics.format_table([("t", "cosine", plain)], [0.01, 0.05]).splitlines()
+    lines = format_table([("t", "cosine", plain)], [0.01, 0.05]).splitlines()
     assert lines[0].split() == ["trials", "system", "EER(%)", "minDCF0.01", "minDCF0.05"]
-    lines = compute_metrics.format_table([("t", "cosine", plain), ("t", "cosine_qmf", calib)],
-                                         [0.01, 0.05]).splitlines()
+    lines = format_table([("t", "cosine", plain), ("t", "cosine_qmf", calib)],
+                         [0.01, 0.05]).splitlines()
     assert lines[0].split()[-4:] == ["Cllr", "minCllr", "actDCF0.01", "actDCF0.05"]
     assert lines[2].split()[-4:] == ["-"] * 4 and lines[3].split()[-4:] == [
         "0.5000", "0.2500", "0.2000", "0.1000"]
@@ -414,11 +416,10 @@ def separable_exp(tmp_path):
     return _make_exp(tmp_path, parts)
 
 
-def _run_calibrate(exp_info, *extra):
+def _run_calibrate(exp_info, **extra):
     root, exp = exp_info["root"], exp_info["exp"]
-    calibrate.main(["--exp_dir", str(exp), "--train_data", str(root / "data/train"),
-                    "--test_data", str(root / "data/test"), "--trials", "t", "--top_n", "5",
-                    "--num_trials", "1000", *extra])
+    calibrate(CalibrationOptions(exp_dir=str(exp), data=str(root / "data"), trials=["t"],
+                                 top_n=5, num_trials=1000, **extra))
     return json.loads((exp / "scores/results.json").read_text())["t"]
 
 
@@ -428,8 +429,8 @@ def test_heldout_calibration_is_not_overconfident(separable_exp, capsys):
     systems = ("cosine_plain", "asnorm_plain", "asnorm_qmf")
     on_train = _run_calibrate(separable_exp)
     dev_scp = str(exp / "embeddings/dev/xvector.scp")
-    on_dev = _run_calibrate(separable_exp, "--cal_data", str(root / "data/dev"),
-                            "--cal_embeddings", dev_scp)
+    on_dev = _run_calibrate(separable_exp, cal_data=str(root / "data/dev"),
+                            cal_embeddings=dev_scp)
     assert "held-out" in capsys.readouterr().out
     for s in systems:
         gap_train = on_train[s]["cllr"] - on_train[s]["min_cllr"]
@@ -453,13 +454,12 @@ def test_heldout_trials_scored_as_stage4(fake_exp, caplog):
     """The test set given as the held-out set with its own trial list: the calibration
     scores are stage 4's score files, the durations its utt2dur; the overlap is reported."""
     root, exp = fake_exp["root"], fake_exp["exp"]
-    args = calibrate.parse_args([
-        "--exp_dir", str(exp), "--train_data", str(root / "data/train"), "--test_data",
-        str(root / "data/test"), "--trials", "t", "--top_n", "5", "--cal_data",
-        str(root / "data/test"), "--cal_embeddings", str(exp / "embeddings/test/xvector.scp"),
-        "--cal_trials", "t"])
-    train = calibrate.load_training(args)
-    ts = calibrate.heldout_trials(args, train, calibrate.training_cohort(train), 5)
+    args = CalibrationOptions(
+        exp_dir=str(exp), data=str(root / "data"), trials=["t"], top_n=5,
+        cal_data=str(root / "data/test"), cal_embeddings=str(exp / "embeddings/test/xvector.scp"),
+        cal_trials="t")
+    train = stage7.load_training(args)
+    ts = stage7.heldout_trials(args, train, stage7.training_cohort(train), 5)
     # Stage 4 writes 6 decimals and AS-norm divides the rounded cosines by cohort stds ~0.1.
     for system, f, tol in (("cosine", "t.score", 2e-6), ("asnorm", "t.asnorm.score", 5e-5)):
         e, t, sc, lab = read_scores(str(exp / "scores" / f))
@@ -472,9 +472,9 @@ def test_heldout_trials_scored_as_stage4(fake_exp, caplog):
     raw = [float(test[a] @ test[b] / np.linalg.norm(test[a]) / np.linalg.norm(test[b]))
            for a, b in zip(ts.enroll[:5], ts.test[:5])]
     np.testing.assert_allclose(ts.scores["raw_cosine"][:5], raw, atol=1e-5)
-    calibrate.warn_overlap(ts, [("t", ts)])
+    stage7.warn_overlap(ts, [("t", ts)])
     assert "share 45 utterances with the test list t" in caplog.text
-    assert calibrate.trials_source(args)["trials"] == str(root / "data/test/trials/t.kaldi")
+    assert stage7.trials_source(args)["trials"] == str(root / "data/test/trials/t.kaldi")
 
 
 def test_heldout_errors(fake_exp, tmp_path):
@@ -482,29 +482,27 @@ def test_heldout_errors(fake_exp, tmp_path):
     keys = sorted(fake_exp["test"])
     sub = _write_emb(str(tmp_path / "sub" / "xvector"),
                      {k: fake_exp["test"][k] for k in keys[1:]})
-    common = ["--exp_dir", str(exp), "--train_data", str(root / "data/train"),
-              "--test_data", str(root / "data/test"), "--trials", "t", "--top_n", "5",
-              "--cal_data", str(root / "data/test")]
+    common = dict(exp_dir=str(exp), data=str(root / "data"), trials=["t"], top_n=5)
 
-    def error(*extra):
+    def error(**extra):
         with pytest.raises(UserError) as e:
-            calibrate.main([*common, *extra])
+            calibrate(CalibrationOptions(**common, **{"cal_data": str(root / "data/test"),
+                                                      **extra}))
         assert "\n" not in str(e.value)
         return str(e.value)
-    msg = error("--cal_embeddings", sub)
+    msg = error(cal_embeddings=sub)
     assert msg.startswith(f"{sub}: no embedding for 1 of 45 utterances of "
                           f"{root / 'data/test/utt2spk'}, e.g. {keys[0]!r}")
-    msg = error("--cal_embeddings", sub, "--cal_trials", "t")
+    msg = error(cal_embeddings=sub, cal_trials="t")
     assert msg.startswith(f"{root / 'data/test/trials/t.kaldi'}: 1 utterance in 44 of 990 "
                           f"trials have no embedding in {sub}")
     full = str(exp / "embeddings/test/xvector.scp")
-    assert error("--cal_embeddings", full, "--cal_trials", "nope") == \
+    assert error(cal_embeddings=full, cal_trials="nope") == \
         f"{root / 'data/test/trials/nope.kaldi'}: no such file"
-    for bad in (["--cal_trials", "t"], ["--cal_embeddings", full]):  # without --cal_data
-        with pytest.raises(SystemExit):
-            calibrate.parse_args(common[:-2] + bad)
-    with pytest.raises(SystemExit):
-        calibrate.parse_args(common)  # --cal_data without --cal_embeddings
+    for bad in ({"cal_trials": "t"}, {"cal_embeddings": full}):  # without --cal_data
+        with pytest.raises(UserError, match="need --cal_data"):
+            CalibrationOptions(**common, **bad)
+    assert error().startswith("--cal_data needs --cal_embeddings")  # (without it)
     # The recipe script passes the options through; its default is exp/e/embeddings/<name>.
     env = {**os.environ, "PYTHONPATH": REPO,
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}

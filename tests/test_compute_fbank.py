@@ -8,10 +8,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from wespeaker_mfcon.bin import compute_fbank
+from conftest import python_env
+from wespeaker_mfcon.dataset.fbank_writer import FbankComputer, write_fbank
 from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank, num_frames
 from wespeaker_mfcon.utils.audio import load_wav
-from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAKE_FBANK = os.path.join(ROOT, "tools", "make_fbank.sh")
@@ -43,9 +44,9 @@ def test_compute_fbank_matches_fbank(tmp_path):
     wavs = _make_data(tmp_path)
     out = tmp_path / "out"
     # Small batches and chunks: exercises grouping and the split of long utterances.
-    compute_fbank.main(["--wav_scp", str(tmp_path / "wav.scp"), "--ark", str(out / "f.ark"),
-                        "--scp", str(out / "f.scp"), "--utt2num_frames", str(out / "u2nf"),
-                        "--batch_size", "2", "--max_chunk_frames", "50", "--no_progress"])
+    write_fbank(str(tmp_path / "wav.scp"), str(out / "f.ark"), str(out / "f.scp"),
+                str(out / "u2nf"), FbankComputer(batch_size=2, max_chunk_frames=50),
+                progress=False)
     assert sorted(os.listdir(out)) == ["f.ark", "f.scp", "u2nf"]  # no temp files left
     feats = dict(kaldiio.load_scp(str(out / "f.scp")))
     u2nf = dict(line.split() for line in open(out / "u2nf"))
@@ -78,10 +79,9 @@ def test_compute_fbank_odd_lengths_exact(tmp_path, chunk, batch):
         lines.append(f"x{i} {path}\n")
     (tmp_path / "wav.scp").write_text("".join(lines))
     out = tmp_path / "out"
-    compute_fbank.main(["--wav_scp", str(tmp_path / "wav.scp"), "--ark", str(out / "f.ark"),
-                        "--scp", str(out / "f.scp"), "--utt2num_frames", str(out / "u2nf"),
-                        "--batch_size", str(batch), "--max_chunk_frames", str(chunk),
-                        "--no_progress"])
+    write_fbank(str(tmp_path / "wav.scp"), str(out / "f.ark"), str(out / "f.scp"),
+                str(out / "u2nf"), FbankComputer(batch_size=batch, max_chunk_frames=chunk),
+                progress=False)
     feats = dict(kaldiio.load_scp(str(out / "f.scp")))
     for i, n in enumerate(lengths):
         got, want = feats[f"x{i}"], _expected(str(tmp_path / "wav" / f"x{i}.wav"))
@@ -89,50 +89,51 @@ def test_compute_fbank_odd_lengths_exact(tmp_path, chunk, batch):
         assert np.abs(got - want).max() <= 1e-4
 
 
-def test_too_short_file_is_an_error(tmp_path, capsys):
+def test_too_short_file_is_an_error(tmp_path):
     os.makedirs(tmp_path / "wav")
     sf.write(tmp_path / "wav" / "a.wav", np.zeros(79, np.float32), 16000, subtype="PCM_16")
     (tmp_path / "wav.scp").write_text(f"a {tmp_path}/wav/a.wav\n")
     out = tmp_path / "out"
     err = _run_cli(["--wav_scp", str(tmp_path / "wav.scp"), "--ark", str(out / "f.ark"),
                     "--scp", str(out / "f.scp"), "--utt2num_frames", str(out / "u2nf"),
-                    "--no_progress"], capsys)
+                    "--no_progress"])
     assert len(err) == 1 and "wav.scp:1" in err[0] and "too short" in err[0]
     assert not (out / "f.scp").exists()
 
 
-def _run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        run_main(compute_fbank.main, argv)
-    assert e.value.code == 1
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    return err
+def _run_cli(argv):
+    """stderr lines of `python -m wespeaker_mfcon.bin.compute_fbank ARGV`, which must fail."""
+    proc = subprocess.run([sys.executable, "-m", "wespeaker_mfcon.bin.compute_fbank", *argv],
+                          capture_output=True, text=True, env=python_env())
+    assert proc.returncode == 1
+    return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
-def test_missing_file_one_error_line(tmp_path, capsys):
+def test_missing_file_one_error_line(tmp_path):
     _make_data(tmp_path, n=3)
     with open(tmp_path / "wav.scp", "a") as f:
         f.write(f"bad {tmp_path}/nope.wav\n")
     out = tmp_path / "out"
     err = _run_cli(["--wav_scp", str(tmp_path / "wav.scp"), "--ark", str(out / "f.ark"),
-                    "--scp", str(out / "f.scp"), "--utt2num_frames", str(out / "u2nf")], capsys)
+                    "--scp", str(out / "f.scp"), "--utt2num_frames", str(out / "u2nf")])
     assert len(err) == 1 and err[0].startswith("error:")
     assert "wav.scp:4" in err[0] and f"{tmp_path}/nope.wav" in err[0]
     assert not (out / "f.scp").exists()
 
 
-def test_failure_midway_leaves_nothing_complete(tmp_path, capsys):
+def test_failure_midway_leaves_nothing_complete(tmp_path):
     _make_data(tmp_path, n=4)
     out = tmp_path / "out"
-    argv = ["--wav_scp", str(tmp_path / "wav.scp"), "--ark", str(out / "f.ark"),
-            "--scp", str(out / "f.scp"), "--utt2num_frames", str(out / "u2nf"),
-            "--batch_size", "1", "--max_chunk_frames", "20", "--no_progress"]
-    compute_fbank.main(argv)
+    paths = [str(tmp_path / "wav.scp"), str(out / "f.ark"), str(out / "f.scp"), str(out / "u2nf")]
+    computer = FbankComputer(batch_size=1, max_chunk_frames=20)
+    write_fbank(*paths, computer, progress=False)
     assert (out / "f.scp").exists()
     # Second run: the third file is now garbage; it fails after writing two utterances.
     (tmp_path / "wav" / "u2.wav").write_bytes(b"RIFF" + bytes(range(256)) * 4)
-    err = _run_cli(argv, capsys)
-    assert len(err) == 1 and "u2.wav" in err[0] and "wav.scp:3" in err[0]
+    with pytest.raises(UserError) as err:
+        write_fbank(*paths, computer, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "u2.wav" in msg and "wav.scp:3" in msg
     assert os.listdir(out) == []  # old outputs removed, temp files cleaned up
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from train_utils import TINY_MODEL, make_feats_dir, tiny_config
-from wespeaker_mfcon.bin.train import main as train_main
+from train_utils import TINY_MODEL, make_feats_dir, run_train, tiny_config
 from wespeaker_mfcon.losses.mfcon import supcon_loss
 from wespeaker_mfcon.training.diagnostics import GradientDiagnostics, per_block
 from wespeaker_mfcon.training.run import TrainingRun
@@ -77,9 +76,9 @@ def test_supcon_of_uninformative_embeddings_is_chance():
 @pytest.mark.parametrize("weighting", ["constant", "grad_ratio"])
 def test_training_with_diagnostics_is_bit_identical(feats_dir, tmp_path, weighting):
     conf = tiny_config(str(tmp_path / "c.yaml"))
-    common = ["--config", conf, "--train_data", feats_dir, "--mfcon_args.weighting", weighting]
-    train_main([*common, "--exp_dir", str(tmp_path / "plain")])
-    train_main([*common, "--exp_dir", str(tmp_path / "diag"), "--diagnostics_interval", "1"])
+    common = ["--mfcon_args.weighting", weighting]
+    run_train(conf, tmp_path / "plain", feats_dir, *common)
+    run_train(conf, tmp_path / "diag", feats_dir, *common, "--diagnostics_interval", "1")
     plain = load_checkpoint(str(tmp_path / "plain/models/model_2.pt"))
     diag = load_checkpoint(str(tmp_path / "diag/models/model_2.pt"))
     for part in ("model", "projection", "mfcon"):

@@ -12,7 +12,7 @@ import yaml
 
 from conftest import RECIPE, python_env, write_tree
 from train_utils import TINY_MODEL
-from wespeaker_mfcon.bin.export_onnx import main as export_main
+from wespeaker_mfcon.export.onnx import export_experiment
 from wespeaker_mfcon.apps.embedder import Embedder, load_model
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.utils.errors import UserError
@@ -32,8 +32,8 @@ def exp(tmp_path_factory):
     with torch.no_grad():  # give BatchNorm non-trivial running statistics
         model(torch.randn(8, 120, 80) * 3)
     torch.save({"model": model.state_dict()}, root / "models" / "avg_model.pt")
-    export_main(["--exp_dir", str(root), "--checkpoint", str(root / "models/avg_model.pt"),
-                 "--output", str(root / "models/avg_model.onnx")])
+    export_experiment(str(root), str(root / "models/avg_model.pt"),
+                      str(root / "models/avg_model.onnx"))
     wavs = root / "wavs"
     rels = write_tree(str(wavs), speakers=2, videos=2, utts=2, seconds=1.3)
     (root / "wav.scp").write_text("".join(f"{r[:-4]} {wavs / r}\n" for r in rels))
@@ -96,8 +96,7 @@ def test_sherpa_onnx_loads_the_file_and_agrees(exp):
 def test_export_fails_and_leaves_no_file_when_parity_is_broken(exp, tmp_path):
     out = tmp_path / "x.onnx"
     with pytest.raises(UserError, match="differs from PyTorch"):
-        export_main(["--exp_dir", str(exp), "--checkpoint", str(exp / "models/avg_model.pt"),
-                     "--output", str(out), "--tol", "0"])
+        export_experiment(str(exp), str(exp / "models/avg_model.pt"), str(out), tol=0)
     assert not out.exists() and not list(tmp_path.glob("*.onnx"))
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 
+import train_utils
 from train_utils import make_feats_dir, tiny_config
-from wespeaker_mfcon.bin.average_model import main as average_main
-from wespeaker_mfcon.bin.train import main as train_main
+from wespeaker_mfcon.training.average import average_last
 from wespeaker_mfcon.training.loop import EpochRunner
 from wespeaker_mfcon.training.run import TrainingRun
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint, mean_state_dicts
@@ -25,9 +25,9 @@ def pre(tmp_path_factory):
     data = make_feats_dir(str(root / "data_a"), num_spk=6)
     new_data = make_feats_dir(str(root / "data_b"), num_spk=4, seed=1)
     conf = tiny_config(str(root / "c.yaml"))
-    train_main(["--config", conf, "--exp_dir", str(root / "exp"), "--train_data", data])
+    train_utils.run_train(conf, root / "exp", data)
     models = root / "exp" / "models"
-    average_main(["--models_dir", str(models), "--num", "2", "--dst", str(models / "avg_model.pt")])
+    average_last(str(models), 2, str(models / "avg_model.pt"))
     return {"root": root, "data": data, "new_data": new_data, "conf": conf,
             "ckpt": str(models / "model_2.pt"), "avg": str(models / "avg_model.pt")}
 
@@ -141,7 +141,7 @@ def test_frozen_backbone_for_n_steps_then_it_trains(pre, tmp_path):
 
 
 def run_train(conf, exp, data, *args):
-    train_main(["--config", conf, "--exp_dir", str(exp), "--train_data", data, *args])
+    train_utils.run_train(conf, exp, data, *args)
 
 
 def killed_run(monkeypatch, after_steps, *args):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from wespeaker_mfcon.bin.compute_metrics import format_table
+from wespeaker_mfcon.scoring.results import format_table
 from wespeaker_mfcon.scoring.metrics import evaluate
 from wespeaker_mfcon.scoring.metrics import compute_eer, compute_min_dcf, det_curve
 

@@ -4,7 +4,6 @@ import sys
 import pytest
 
 from conftest import python_env, write_tree
-from wespeaker_mfcon.bin.prepare_data import main as prepare_main
 from wespeaker_mfcon.dataset.voxceleb import prepare_sets, scan_tree
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_scp, read_table
@@ -13,8 +12,7 @@ from wespeaker_mfcon.utils.file_utils import read_scp, read_table
 def test_prepares_train_and_test_dirs_with_kaldi_trials(vox_tree, tmp_path):
     root, trials, rels, n = vox_tree
     data = tmp_path / "data"
-    prepare_main(["--train_root", root, "--test_root", root, "--trials", trials,
-                  "--data", str(data)])
+    prepare_sets([(root, str(data / "train"), ()), (root, str(data / "test"), [trials])])
     wav = read_scp(data / "test" / "wav.scp")
     assert sorted(wav) == sorted(r[:-4] for r in rels)
     assert read_scp(data / "train" / "utt2spk")["id10001/vid1/00002"] == "id10001"

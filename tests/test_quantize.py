@@ -16,11 +16,10 @@ from conftest import RECIPE, ROOT, python_env, write_tree
 sys.path.insert(0, ROOT)
 from benchmarks.profile_onnx import op_profile, profile_table  # noqa: E402
 from train_utils import TINY_MODEL  # noqa: E402
-from wespeaker_mfcon.bin.export_onnx import main as export_main  # noqa: E402
+from wespeaker_mfcon.export.onnx import export_experiment  # noqa: E402
 from wespeaker_mfcon.apps.embedder import load_model  # noqa: E402
 from wespeaker_mfcon.models import build_model  # noqa: E402
 from wespeaker_mfcon.export.quantize import calibration_feats, quantize_int8, select_nodes  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
 
@@ -122,30 +121,31 @@ def test_sherpa_onnx_loads_the_int8_file_and_agrees_with_extract_sh(exp, tmp_pat
         assert theirs @ mine / (np.linalg.norm(theirs) * np.linalg.norm(mine)) >= 0.99, utt
 
 
-def test_quantize_int8_without_calibration_data_is_one_line(exp, capsys):
+def test_quantize_int8_without_calibration_data_is_one_line(exp):
     out = exp / "x.onnx"
-    with pytest.raises(SystemExit) as stop:
-        run_main(export_main, ["--exp_dir", str(exp), "--checkpoint",
-                               str(exp / "models/avg_model.pt"), "--output", str(out),
-                               "--quantize", "int8"])
-    assert stop.value.code == 1 and not out.exists()
-    assert capsys.readouterr().err.strip().splitlines() == [
+    stop = subprocess.run([sys.executable, "-m", "wespeaker_mfcon.bin.export_onnx", "--exp_dir",
+                           str(exp), "--checkpoint", str(exp / "models/avg_model.pt"),
+                           "--output", str(out), "--quantize", "int8"],
+                          capture_output=True, text=True, env=python_env())
+    assert stop.returncode == 1 and not out.exists()
+    assert stop.stderr.strip().splitlines() == [
         "error: --quantize int8 needs --calib_data (a training data dir with feats.scp or "
         "wav.scp)"]
 
 
 def test_bad_calibration_dirs_fail_before_the_export(exp, tmp_path):
-    args = ["--exp_dir", str(exp), "--checkpoint", str(exp / "models/avg_model.pt"),
-            "--output", str(tmp_path / "m.onnx"), "--quantize", "int8", "--calib_data"]
+    def export(calib_data):
+        export_experiment(str(exp), str(exp / "models/avg_model.pt"), str(tmp_path / "m.onnx"),
+                          quantize="int8", calib_data=calib_data)
     with pytest.raises(UserError, match=r"no feats.scp or wav.scp"):
-        export_main(args + [str(tmp_path)])
+        export(str(tmp_path))
     bad = tmp_path / "bad"
     bad.mkdir()
     with kaldiio.WriteHelper(f"ark,scp:{bad}/f.ark,{bad}/feats.scp") as writer:
         for i in range(3):
             writer(f"u{i}", np.zeros((50, 40), np.float32))
     with pytest.raises(UserError, match=r"feats.scp: u\d: features of shape \(50, 40\)"):
-        export_main(args + [str(bad)])
+        export(str(bad))
     assert not list(tmp_path.glob("*.onnx"))
 
 

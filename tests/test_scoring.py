@@ -10,10 +10,13 @@ import kaldiio
 import numpy as np
 import pytest
 
-from wespeaker_mfcon.bin import compute_metrics, score, score_norm
+from wespeaker_mfcon.scoring.cosine import score_trial_lists
 from wespeaker_mfcon.scoring.embeddings import load_embeddings, speaker_means
+from wespeaker_mfcon.scoring.results import compute_metrics
+from wespeaker_mfcon.scoring.score_norm import normalize_score_files
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.scoring.trials import parse_score_name, read_scores
+from wespeaker_mfcon.scoring.trials import (parse_score_name, read_scores, resolve_trials,
+                                            score_files, trial_names)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIM = 16
@@ -67,10 +70,10 @@ def _cos(a, b):
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-def _run_score(s, *extra):
+def _run_score(s, mean_sub=True):
     out = s["tmp"] / "scores"
-    score.main(["--eval_scp", s["eval_scp"], "--cohort_scp", s["coh_scp"], "--trials",
-                *s["lists"].values(), "--out_dir", str(out), *extra])
+    score_trial_lists(resolve_trials(None, list(s["lists"].values())), s["eval_scp"], str(out),
+                      cohort_scp=s["coh_scp"], mean_sub=mean_sub)
     return out
 
 
@@ -96,7 +99,7 @@ def test_cosine_scores_match_numpy(setup):
     np.testing.assert_allclose(scores, ref, atol=2e-6)
     assert (out / "b.score").exists()
     # Mean subtraction matters here (a shared offset): without it scores are much higher.
-    _run_score(setup, "--no_mean_sub")
+    _run_score(setup, mean_sub=False)
     _, _, raw, _ = read_scores(str(out / "a.score"))
     np.testing.assert_allclose(raw, [_cos(tab[e], tab[t]) for e, t in zip(enroll, test)],
                                atol=2e-6)
@@ -126,10 +129,8 @@ def _slow_norm(s, method, top_n):
 @pytest.mark.parametrize("method,top_n", [("asnorm", 4), ("snorm", 300)])
 def test_score_norm_matches_per_trial_reference(setup, method, top_n):
     out = _run_score(setup)
-    score_norm.main(["--score_norm_method", method, "--top_n", str(top_n),
-                     "--eval_scp", setup["eval_scp"], "--cohort_scp", setup["coh_scp"],
-                     "--cohort_utt2spk", setup["utt2spk"],
-                     "--score_files", str(out / "a.score"), str(out / "b.score")])
+    normalize_score_files([str(out / "a.score"), str(out / "b.score")], setup["eval_scp"],
+                          setup["coh_scp"], setup["utt2spk"], method=method, top_n=top_n)
     e, t, got, lab = read_scores(str(out / f"a.{method}.score"))
     e0, t0, _, lab0 = read_scores(str(out / "a.score"))
     assert (e, t) == (e0, t0) and np.array_equal(lab, lab0)
@@ -140,12 +141,11 @@ def test_score_norm_matches_per_trial_reference(setup, method, top_n):
 
 def test_top_n_clamped_to_cohort(setup, caplog):
     out = _run_score(setup)
-    common = ["--eval_scp", setup["eval_scp"], "--cohort_scp", setup["coh_scp"],
-              "--cohort_utt2spk", setup["utt2spk"], "--score_files", str(out / "a.score")]
+    common = [[str(out / "a.score")], setup["eval_scp"], setup["coh_scp"], setup["utt2spk"]]
     with caplog.at_level(logging.WARNING):
-        score_norm.main(["--score_norm_method", "asnorm", "--top_n", "1000", *common])
+        normalize_score_files(*common, method="asnorm", top_n=1000)
     assert "top_n=1000 is larger than the cohort (10 speakers); using 10" in caplog.text
-    score_norm.main(["--score_norm_method", "snorm", *common])
+    normalize_score_files(*common, method="snorm")
     _, _, a, _ = read_scores(str(out / "a.asnorm.score"))
     _, _, b, _ = read_scores(str(out / "a.snorm.score"))
     np.testing.assert_allclose(a, b, atol=1e-6)  # all 10 speakers = S-norm
@@ -158,8 +158,8 @@ def test_missing_embedding_error(setup, tmp_path):
     bad.write_text(f"{first} id99999/x/00001 nontarget\n{first} {first} target\n"
                    f"id99998/y/00002 id99999/x/00001 nontarget\n")
     with pytest.raises(UserError) as err:
-        score.main(["--eval_scp", setup["eval_scp"], "--cohort_scp", setup["coh_scp"],
-                    "--trials", str(bad), "--out_dir", str(tmp_path / "s")])
+        score_trial_lists([("bad", str(bad))], setup["eval_scp"], str(tmp_path / "s"),
+                          cohort_scp=setup["coh_scp"])
     msg = str(err.value)
     assert "2 utterances in 2 of 3 trials have no embedding" in msg
     assert "'id99999/x/00001', 'id99998/y/00002'" in msg and "bad.kaldi" in msg
@@ -179,19 +179,17 @@ def test_bad_trial_label_names_line(setup, tmp_path):
     k = list(setup["eval_tab"])
     bad.write_text(f"{k[0]} {k[1]} target\n{k[0]} {k[2]} maybe\n")
     with pytest.raises(UserError, match=r"c\.kaldi:2: label must be"):
-        score.main(["--eval_scp", setup["eval_scp"], "--no_mean_sub", "--trials", str(bad),
-                    "--out_dir", str(tmp_path)])
+        score_trial_lists([("c", str(bad))], setup["eval_scp"], str(tmp_path), mean_sub=False)
 
 
 def test_compute_metrics_results_json_and_det(setup, capsys):
     out = _run_score(setup)
-    score_norm.main(["--eval_scp", setup["eval_scp"], "--cohort_scp", setup["coh_scp"],
-                     "--cohort_utt2spk", setup["utt2spk"], "--top_n", "5",
-                     "--score_files", str(out / "a.score")])
+    normalize_score_files([str(out / "a.score")], setup["eval_scp"], setup["coh_scp"],
+                          setup["utt2spk"], top_n=5)
     # An earlier run's entry for another list must survive the merge.
     (out / "results.json").write_text(json.dumps({"old": {"cosine": {"eer": 9.0}}}))
     files = [str(out / "a.score"), str(out / "a.asnorm.score"), str(out / "b.score")]
-    compute_metrics.main(["--score_files", *files, "--out_dir", str(out)])
+    compute_metrics(files, str(out))
     res = json.loads((out / "results.json").read_text())
     assert set(res) == {"old", "a", "b"} and set(res["a"]) == {"cosine", "asnorm"}
     from wespeaker_mfcon.scoring.metrics import compute_eer, compute_min_dcf
@@ -220,6 +218,35 @@ def test_parse_score_name():
     assert parse_score_name("x/vox1_O.score") == ("vox1_O", "cosine")
     assert parse_score_name("x/vox1_O.asnorm.score") == ("vox1_O", "asnorm")
     assert parse_score_name("x/v1.2.snorm.score") == ("v1.2", "snorm")
+
+
+def test_trial_lists_resolved_by_name_or_path(tmp_path):
+    folder = tmp_path / "data" / "test" / "trials"
+    folder.mkdir(parents=True)
+    for name in ("vox1_O", "vox1_E"):
+        (folder / f"{name}.kaldi").write_text("a b target\n")
+    other = tmp_path / "mine.kaldi"
+    other.write_text("a b nontarget\n")
+    data = str(tmp_path / "data")
+    o, e = str(folder / "vox1_O.kaldi"), str(folder / "vox1_E.kaldi")
+    assert resolve_trials(data) == [("vox1_E", e), ("vox1_O", o)]            # sorted by name
+    assert resolve_trials(data, ["vox1_O", "vox1_E.kaldi", str(other)]) == [
+        ("vox1_O", o), ("vox1_E", e), ("mine", str(other))]                 # as given
+    assert resolve_trials(None, [str(other)]) == [("mine", str(other))]
+    with pytest.raises(UserError, match=f"^no trial list {folder / 'nope.kaldi'}$"):
+        resolve_trials(data, ["vox1_O", "nope"])
+    (tmp_path / "vox1_O.kaldi").write_text("a b target\n")
+    with pytest.raises(UserError, match=r"same name would overwrite each other: \['vox1_O'\]"):
+        resolve_trials(data, ["vox1_O", str(tmp_path / "vox1_O.kaldi")])
+    with pytest.raises(UserError, match="give the data dir"):
+        resolve_trials(None)
+    with pytest.raises(UserError, match=r"no trial lists \(\*\.kaldi\); run stage 0"):
+        resolve_trials(str(tmp_path / "empty"))
+    # Steps that read score files need the names only.
+    assert trial_names(data) == ["vox1_E", "vox1_O"]
+    assert trial_names(data, ["x/vox1_H.kaldi", "vox1_O"]) == ["vox1_H", "vox1_O"]
+    assert score_files("s", data, systems=("cosine", "snorm")) == [
+        "s/vox1_E.score", "s/vox1_E.snorm.score", "s/vox1_O.score", "s/vox1_O.snorm.score"]
 
 
 def test_score_sh_end_to_end(setup, tmp_path):

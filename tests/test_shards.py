@@ -15,9 +15,7 @@ import yaml
 
 from conftest import python_env, write_tree
 from test_recipe import MINI, recipe
-from train_utils import TINY_MODEL, tiny_config
-from wespeaker_mfcon.bin.make_shards import main as make_shards_main
-from wespeaker_mfcon.bin.train import main as train_main
+from train_utils import TINY_MODEL, run_train, tiny_config
 from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id
 from wespeaker_mfcon.dataset.shard_writer import plan_shards, speaker_runs, write_shards
 from wespeaker_mfcon.dataset.shards import (PKBatcher, ShardStream, anchors_with_positive,
@@ -39,7 +37,7 @@ def shard_data(tmp_path_factory):
     write_tree(str(root / "wav"), speakers=4, videos=2, utts=2, seconds=1.2)
     prepare_sets([(str(root / "wav"), str(root / "data" / "train"), ())])
     data = root / "data" / "train"
-    make_shards_main(["--data", str(data), "--num_utts_per_shard", "4", "--no_progress"])
+    write_shards(str(data), 4, progress=False)
     return data
 
 
@@ -265,7 +263,7 @@ def test_tiny_shard_training_runs_and_resumes_mid_epoch_exactly(shard_data, tmp_
     yaml.safe_dump(c, open(conf, "w"))
 
     def run(exp):
-        train_main(["--config", conf, "--exp_dir", str(exp), "--train_data", str(shard_data)])
+        run_train(conf, exp, shard_data)
     run(tmp_path / "straight")
     log = (tmp_path / "straight/train.log").read_text()
     assert "4 steps/epoch" in log and "100.0% of anchors had a positive" in log

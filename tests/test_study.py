@@ -9,13 +9,12 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
 from conftest import RECIPE, ROOT, python_env
-from test_analysis import MODEL_ARGS, tiny_setup  # noqa: F401  (the fixture)
+from analysis_utils import MODEL_ARGS
 from wespeaker_mfcon.analysis import study
 from wespeaker_mfcon.utils.errors import UserError
 

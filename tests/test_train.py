@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from conftest import python_env
-from train_utils import make_feats_dir, tiny_config
-from wespeaker_mfcon.bin.average_model import main as average_main
-from wespeaker_mfcon.bin.train import main as train_main
+from train_utils import make_feats_dir, run_train, tiny_config
+from wespeaker_mfcon.training.average import average_last
 from wespeaker_mfcon.training.loop import EpochRunner
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 from wespeaker_mfcon.config import load_train_config
@@ -18,10 +17,6 @@ from wespeaker_mfcon.utils.errors import UserError
 @pytest.fixture(scope="module")
 def feats_dir(tmp_path_factory):
     return make_feats_dir(str(tmp_path_factory.mktemp("data") / "train"))
-
-
-def run_train(conf, exp, data, *overrides):
-    train_main(["--config", conf, "--exp_dir", str(exp), "--train_data", data, *overrides])
 
 
 def model_params(path):
@@ -103,8 +98,7 @@ def test_average_of_last_two_epochs(feats_dir, tmp_path):
     conf = tiny_config(str(tmp_path / "c.yaml"))
     exp = tmp_path / "exp"
     run_train(conf, exp, feats_dir, "--num_epochs", "2")
-    average_main(["--models_dir", str(exp / "models"), "--num", "2",
-                  "--dst", str(exp / "models/avg.pt")])
+    assert average_last(str(exp / "models"), 2, str(exp / "models/avg.pt")) == [1, 2]
     a, b = model_params(str(exp / "models/model_1.pt")), model_params(str(exp / "models/model_2.pt"))
     avg = model_params(str(exp / "models/avg.pt"))
     key = "fc.weight"

@@ -7,9 +7,8 @@ import torch
 import yaml
 
 from conftest import write_tree
-from train_utils import TINY_MODEL, tiny_config
-from wespeaker_mfcon.bin.compute_fbank import main as compute_fbank_main
-from wespeaker_mfcon.bin.train import main as train_main
+from train_utils import TINY_MODEL, run_train, tiny_config
+from wespeaker_mfcon.dataset.fbank_writer import write_fbank
 from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id
 from wespeaker_mfcon.synth.noise import generate_noise_set
 from wespeaker_mfcon.dataset.processing import chunk_samples
@@ -37,9 +36,8 @@ def test_raw_chunk_gives_the_same_fbank_as_stage_1(raw_data, tmp_path):
     # The same chunk through stage 1 (compute_fbank on a wav file) ...
     sf.write(tmp_path / "chunk.wav", wave.numpy() / 32768.0, 16000, subtype="PCM_16")
     (tmp_path / "wav.scp").write_text(f"chunk {tmp_path / 'chunk.wav'}\n")
-    compute_fbank_main(["--wav_scp", str(tmp_path / "wav.scp"), "--ark", str(tmp_path / "f.ark"),
-                        "--scp", str(tmp_path / "f.scp"), "--utt2num_frames",
-                        str(tmp_path / "n"), "--no_progress"])
+    write_fbank(str(tmp_path / "wav.scp"), str(tmp_path / "f.ark"), str(tmp_path / "f.scp"),
+                str(tmp_path / "n"), progress=False)
     import kaldiio
     stage1 = kaldiio.load_mat(read_scp(str(tmp_path / "f.scp"))["chunk"])
     # ... and through the training loop's on-the-fly front end (no dither in eval).
@@ -72,7 +70,7 @@ def test_raw_training_with_augmentation_runs_through_train(raw_data, tmp_path):
     with open(conf, "w") as f:
         yaml.safe_dump(c, f)
     exp = tmp_path / "exp"
-    train_main(["--config", conf, "--exp_dir", str(exp), "--train_data", str(raw_data)])
+    run_train(conf, exp, raw_data)
     saved = yaml.safe_load((exp / "config.yaml").read_text())
     assert saved["num_classes"] == 4 * 3
     state = load_checkpoint(str(exp / "models" / "model_1.pt"))

@@ -7,8 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from train_utils import make_feats_dir, tiny_config
-from wespeaker_mfcon.bin.train import main as train_main
+from train_utils import make_feats_dir, run_train, tiny_config
 from wespeaker_mfcon.losses.weighting import build_weighting
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 from wespeaker_mfcon.config import load_train_config, parse_overrides
@@ -107,7 +106,7 @@ def feats_dir(tmp_path_factory):
 
 
 def train(conf, exp, data, *overrides):
-    train_main(["--config", conf, "--exp_dir", str(exp), "--train_data", data, *overrides])
+    run_train(conf, exp, data, *overrides)
     return load_checkpoint(str(exp / "models" / f"model_{overrides[-1]}.pt"))
 
 

@@ -7,6 +7,9 @@ import numpy as np
 import torch
 import yaml
 
+from wespeaker_mfcon.config import parse_overrides
+from wespeaker_mfcon.training.run import train
+
 TINY_MODEL = {"input_dim": 20, "num_blocks": 2, "output_size": 32, "attention_heads": 2,
               "linear_units": 64, "cnn_module_kernel": 7, "subsampling": 4, "embed_dim": 16,
               "dropout_rate": 0.1, "positional_dropout_rate": 0.0, "attention_dropout_rate": 0.0}
@@ -49,6 +52,13 @@ def tiny_config(path, mfcon=True, **extra):
     with open(path, "w") as f:
         yaml.safe_dump(conf, f)
     return path
+
+
+def run_train(conf, exp, data, *options):
+    """Train as `python -m wespeaker_mfcon.bin.train --config CONF --exp_dir EXP --train_data
+    DATA OPTIONS` does: OPTIONS are config overrides ("--num_epochs", "2"; "--init_from", CKPT
+    is one too)."""
+    train(str(conf), str(exp), str(data), overrides=parse_overrides([str(o) for o in options]))
 
 
 class EmbedOnly(torch.nn.Module):

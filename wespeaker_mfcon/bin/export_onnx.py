@@ -1,4 +1,5 @@
-r"""Stage 5: export the embedding network to ONNX and check it against PyTorch.
+r"""Stage 5: export the embedding network to ONNX and check it against PyTorch:
+export/onnx.py.
 
   python -m wespeaker_mfcon.bin.export_onnx --exp_dir exp/E \
       --checkpoint exp/E/models/avg_model.pt --output exp/E/models/avg_model.onnx \
@@ -22,13 +23,9 @@ AVX512-VNNI/AMX, 1 thread): ~1.7x faster than the fp32 file for the paper config
 """
 
 import argparse
-import logging
-import os
 
-from wespeaker_mfcon.apps.embedder import load_embedding_net
-from wespeaker_mfcon.export.onnx import export_checked
+from wespeaker_mfcon.export.onnx import export_experiment
 from wespeaker_mfcon.utils.entrypoint import run_main
-from wespeaker_mfcon.utils.errors import UserError
 
 
 def get_args(argv=None):
@@ -50,37 +47,15 @@ def get_args(argv=None):
     parser.add_argument("--calib_frames", type=int, default=500)
     parser.add_argument("--min_cosine", type=float, default=0.99,
                         help="min cosine int8 vs fp32 over held-out training utterances")
-    args = parser.parse_args(argv)
-    if args.quantize == "int8" and not args.calib_data:
-        raise UserError("--quantize int8 needs --calib_data (a training data dir with "
-                        "feats.scp or wav.scp)")
-    return args
-
-
-def int8_path(output):
-    """avg_model.onnx -> avg_model_int8.onnx"""
-    stem, ext = os.path.splitext(output)
-    return f"{stem}_int8{ext or '.onnx'}"
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = get_args(argv)
-    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    net, conf = load_embedding_net(args.checkpoint, os.path.join(args.exp_dir, "config.yaml"))
-    calib = check = None
-    if args.quantize == "int8":  # read the data first: a bad data dir fails before the export
-        from wespeaker_mfcon.export.quantize import calibration_feats
-        calib, check = calibration_feats(args.calib_data, args.calib_utts, args.calib_frames,
-                                         conf.fbank_kwargs())
-    export_checked(net, conf, args.output, opset=args.opset, check_lengths=args.check_lengths,
-                   tol=args.tol)
-    logging.info("exported %s", args.output)
-    if args.quantize == "int8":
-        from wespeaker_mfcon.export.quantize import quantize_int8
-        out = int8_path(args.output)
-        quantize_int8(args.output, out, calib, check, args.min_cosine)
-        logging.info("exported %s", out)
+    export_experiment(args.exp_dir, args.checkpoint, args.output, opset=args.opset,
+                      check_lengths=args.check_lengths, tol=args.tol, quantize=args.quantize,
+                      calib_data=args.calib_data, calib_utts=args.calib_utts,
+                      calib_frames=args.calib_frames, min_cosine=args.min_cosine)
 
 
 if __name__ == "__main__":

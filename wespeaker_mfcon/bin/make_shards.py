@@ -13,25 +13,22 @@ import argparse
 import logging
 
 from wespeaker_mfcon.dataset.shard_writer import write_shards
-from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.entrypoint import at_least, run_main
 
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="Kaldi data dir with wav.scp and utt2spk")
-    p.add_argument("--num_utts_per_shard", type=int, default=1000,
+    p.add_argument("--num_utts_per_shard", type=at_least(1), default=1000,
                    help="utterances per tar (WeSpeaker's default 1000)")
-    p.add_argument("--nj", type=int, default=1, help="parallel writer processes")
+    p.add_argument("--nj", type=at_least(1), default=1, help="parallel writer processes")
     p.add_argument("--seed", type=int, default=777, help="seed of the utterance order")
-    p.add_argument("--group_size", type=int, default=1,
+    p.add_argument("--group_size", type=at_least(1), default=1,
                    help="utterances of one speaker kept together (the config's utts_per_spk "
                         "for sampler pk); 1 = a plain shuffle, as WeSpeaker's shards")
     p.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
-    args = p.parse_args(argv)
-    if min(args.num_utts_per_shard, args.nj, args.group_size) < 1:
-        p.error("--num_utts_per_shard, --nj and --group_size must be >= 1")
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv=None):

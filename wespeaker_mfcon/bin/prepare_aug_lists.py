@@ -1,140 +1,20 @@
-"""Build the augmentation lists (noise.scp, rir.scp) from local MUSAN / RIRS_NOISES copies.
+"""Build the augmentation lists (noise.scp, rir.scp) from local MUSAN / RIRS_NOISES copies:
+dataset/aug_lists.py.
 
     prepare_aug_lists.py --musan_root DIR --rir_root DIR --out_dir DIR
     prepare_aug_lists.py --synthetic N --out_dir DIR     # generated stand-in (mini corpus)
 
 ``noise.scp`` lines are ``<type>-<name> <abs path>`` with type noise, music or speech (speech
 is used for babble); ``rir.scp`` lines are ``<name> <abs path>``. Nothing is downloaded: the
-roots must already hold the corpora. Lists are written atomically.
-
-MUSAN root: the ``musan`` directory itself or a directory containing it; wavs are taken from
-``{noise,music,speech}/**/*.wav``. RIR root: the ``RIRS_NOISES`` directory or one containing
-it; ``simulated_rirs/**/*.wav`` and/or ``real_rirs_isotropic_noises/*.wav`` (the isotropic
-noise recordings there are skipped), chosen with ``--rir_sets``. A RIR root without that layout
-is scanned for any ``*.wav``.
+roots must already hold the corpora. MUSAN root: the ``musan`` directory or one containing it.
+RIR root: the ``RIRS_NOISES`` directory or one containing it (parts chosen with --rir_sets),
+else any directory of wavs.
 """
 
 import argparse
-import logging
-import os
 
-from wespeaker_mfcon.dataset.voxceleb import check_root_path, check_table_path, shown
-from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.file_utils import write_table
-
-logger = logging.getLogger(__name__)
-
-MUSAN_TYPES = ("noise", "music", "speech")
-RIR_SETS = ("simulated", "real")
-_RIR_SET_DIRS = {"simulated": "simulated_rirs", "real": "real_rirs_isotropic_noises"}
-
-
-def _find_wavs(root):
-    """Sorted absolute paths of *.wav (any case) under root, following the tree recursively.
-
-    Every path goes into a Kaldi list, so a name a table cannot hold (whitespace, control
-    characters, undecodable bytes), a broken link or a name that is only ".wav" is refused.
-    """
-    check_root_path(root, what="corpus", why="the lists hold absolute paths")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.lower().endswith(".wav"):
-                found.append(_check_wav(root, os.path.join(dirpath, name)))
-    return found
-
-
-def _check_wav(root, path):
-    check_table_path(path, os.path.relpath(path, root))
-    if not os.path.exists(path):
-        raise UserError(f"{shown(path)}: broken symbolic link (to {shown(os.readlink(path))}); "
-                        "fix or remove it")
-    if not os.path.basename(path)[:-len(".wav")].strip("."):
-        raise UserError(f"{shown(path)}: file name is only an extension; rename it")
-    return os.path.abspath(path)
-
-
-def _key(rel):
-    """Key from a relative path (already checked for whitespace): no extension, '/' -> '-'."""
-    return os.path.splitext(rel)[0].replace(os.sep, "-").replace("/", "-")
-
-
-def _subdir(root, name, children):
-    """`root` if it already has one of `children`, else root/name if that has; else None."""
-    for cand in (root, os.path.join(root, name)):
-        if any(os.path.isdir(os.path.join(cand, c)) for c in children):
-            return cand
-    return None
-
-
-def scan_musan(musan_root):
-    """[(key, path)] for MUSAN noise/music/speech wavs; keys start with '<type>-'."""
-    if not os.path.isdir(musan_root):
-        raise UserError(f"--musan_root {musan_root}: no such directory")
-    root = _subdir(musan_root, "musan", MUSAN_TYPES)
-    if root is None:
-        raise UserError(f"--musan_root {musan_root}: expected musan/{{noise,music,speech}}/ "
-                        f"subdirectories (MUSAN layout)")
-    rows, seen = [], set()
-    for typ in MUSAN_TYPES:
-        tdir = os.path.join(root, typ)
-        if not os.path.isdir(tdir):
-            logger.warning("MUSAN: no %s/ directory under %s", typ, root)
-            continue
-        wavs = _find_wavs(tdir)
-        if not wavs:
-            logger.warning("MUSAN: no wavs under %s", tdir)
-        for path in wavs:
-            rel = os.path.relpath(path, tdir)
-            base = _key(os.path.basename(rel))
-            # MUSAN names already carry the type (noise-free-sound-0000); keep them short
-            key = base if base.startswith(typ + "-") else f"{typ}-{base}"
-            if key in seen:
-                key = f"{typ}-{_key(rel)}"
-            if key in seen:
-                raise UserError(f"{shown(path)}: MUSAN: two files map to the key {key!r}")
-            seen.add(key)
-            rows.append((key, path))
-    if not rows:
-        raise UserError(f"--musan_root {musan_root}: no .wav files found under "
-                        f"{root}/{{noise,music,speech}}")
-    return rows
-
-
-def scan_rirs(rir_root, sets=RIR_SETS):
-    """[(key, path)] for RIR wavs under a RIRS_NOISES tree (or any directory of wavs)."""
-    if not os.path.isdir(rir_root):
-        raise UserError(f"--rir_root {rir_root}: no such directory")
-    root = _subdir(rir_root, "RIRS_NOISES", tuple(_RIR_SET_DIRS.values()))
-    wavs = []
-    if root is None:
-        logger.warning("%s has no simulated_rirs/ or real_rirs_isotropic_noises/: "
-                       "taking every wav under it as a RIR", rir_root)
-        root = rir_root
-        wavs = _find_wavs(root)
-    else:
-        for s in sets:
-            sdir = os.path.join(root, _RIR_SET_DIRS[s])
-            if not os.path.isdir(sdir):
-                logger.warning("RIRS_NOISES: no %s/ under %s", _RIR_SET_DIRS[s], root)
-                continue
-            found = _find_wavs(sdir)
-            if s == "real":     # that directory also holds isotropic noise recordings
-                found = [p for p in found if "noise" not in os.path.basename(p).lower()]
-            wavs += found
-    if not wavs:
-        raise UserError(f"--rir_root {rir_root}: no RIR .wav files found "
-                        f"(sets: {', '.join(sets)})")
-    rows, seen = [], {}
-    for path in wavs:
-        key = _key(os.path.relpath(path, root))
-        if key in seen:
-            raise UserError(f"{shown(path)}: RIR key {key!r} is also the key of "
-                            f"{shown(seen[key])}; keep only one of the two files")
-        seen[key] = path
-        rows.append((key, path))
-    return rows
+from wespeaker_mfcon.dataset.aug_lists import RIR_SETS, write_aug_lists
+from wespeaker_mfcon.utils.entrypoint import run_main
 
 
 def get_parser():
@@ -155,32 +35,9 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    if args.synthetic:
-        if args.musan_root or args.rir_root:
-            raise UserError("give either --synthetic or --musan_root/--rir_root, not both")
-        if args.synthetic < 0:
-            raise UserError(f"--synthetic must be > 0, got {args.synthetic}")
-        check_root_path(args.out_dir, what="output dir",
-                        why="the lists hold the paths of the files generated there")
-        from wespeaker_mfcon.synth.noise import generate_noise_set
-        generate_noise_set(args.out_dir, num_per_type=args.synthetic, num_rirs=args.synthetic,
-                           seed=args.seed)
-        return 0
-    if not args.musan_root and not args.rir_root:
-        raise UserError("nothing to do: give --musan_root and/or --rir_root, or --synthetic N")
-    # scan everything first so a bad root writes nothing
-    noise_rows = scan_musan(args.musan_root) if args.musan_root else None
-    rir_rows = scan_rirs(args.rir_root, args.rir_sets) if args.rir_root else None
-    if noise_rows is not None:
-        write_table(os.path.join(args.out_dir, "noise.scp"), noise_rows)
-        counts = {t: sum(k.startswith(t + "-") for k, _ in noise_rows) for t in MUSAN_TYPES}
-        logger.info("noise.scp: %d files %s", len(noise_rows), counts)
-    if rir_rows is not None:
-        write_table(os.path.join(args.out_dir, "rir.scp"), rir_rows)
-        logger.info("rir.scp: %d files", len(rir_rows))
-    return 0
+    write_aug_lists(args.out_dir, musan_root=args.musan_root, rir_root=args.rir_root,
+                    rir_sets=args.rir_sets, synthetic=args.synthetic, seed=args.seed)
 
 
 if __name__ == "__main__":
-    from wespeaker_mfcon.utils.entrypoint import run_main
     run_main(main)

@@ -14,14 +14,7 @@ import argparse
 import os
 
 from wespeaker_mfcon.dataset.voxceleb import BAD_AUDIO_MODES, prepare_sets
-from wespeaker_mfcon.utils.entrypoint import run_main
-
-
-def _positive_int(value):
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return n
+from wespeaker_mfcon.utils.entrypoint import at_least, run_main
 
 
 def get_args(argv=None):
@@ -32,7 +25,7 @@ def get_args(argv=None):
     parser.add_argument("--trials", nargs="+", required=True,
                         help="VoxCeleb-format trial lists for the test tree")
     parser.add_argument("--data", default="data", help="output dir holding train/ and test/")
-    parser.add_argument("--nj", type=_positive_int, default=1,
+    parser.add_argument("--nj", type=at_least(1), default=1,
                         help="processes for the .m4a conversion and the header scan")
     parser.add_argument("--on_bad_audio", choices=BAD_AUDIO_MODES, default="error",
                         help="error: stop, listing every bad file in data/SET.bad_audio.txt; "

@@ -15,10 +15,10 @@ run.sh does it before torchrun, so that a mistake is one line rather than a laun
 
 import argparse
 
-from wespeaker_mfcon.training.builders import build_loader
-from wespeaker_mfcon.training.run import resolve_config, train
-from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.config import parse_overrides
+from wespeaker_mfcon.training.check import check_training
+from wespeaker_mfcon.training.run import train
+from wespeaker_mfcon.utils.entrypoint import run_main
 
 
 def get_args(argv=None):
@@ -42,17 +42,10 @@ def get_args(argv=None):
     return args
 
 
-def check_only(args):
-    conf, spk2id = resolve_config(args.config, args.overrides, args.train_data)
-    _, sampler = build_loader(conf, args.train_data, spk2id, rank=0, world_size=1)
-    print(f"{args.config}: OK; {len(spk2id)} speakers, {conf.num_classes} classes, "
-          f"{sampler.num_global} batches of {conf.batch_size} per epoch (one process)")
-
-
 def main(argv=None):
     args = get_args(argv)
     if args.check_only:
-        check_only(args)
+        print(check_training(args.config, args.train_data, args.overrides))
         return
     train(args.config, args.exp_dir, args.train_data, device=args.device,
           overrides=args.overrides)

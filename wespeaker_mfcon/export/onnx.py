@@ -1,4 +1,5 @@
-"""ONNX export of the embedding network (models/embedding_net.py), checked against PyTorch.
+"""ONNX export of the embedding network (models/embedding_net.py), checked against PyTorch;
+export_experiment is stage 5 (with the int8 model of export/quantize.py when asked).
 
   feats (B, T, F) log-mel fbank -> [mean normalization] -> model -> embs (B, E)
 
@@ -8,14 +9,48 @@ heads are not part of it.
 """
 
 import logging
+import os
 
 import numpy as np
 import onnx
 import torch
 
+from wespeaker_mfcon.apps.embedder import load_embedding_net
 from wespeaker_mfcon.models.embedding_net import MIN_FRAMES
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path
+
+
+def int8_path(output):
+    """avg_model.onnx -> avg_model_int8.onnx"""
+    stem, ext = os.path.splitext(output)
+    return f"{stem}_int8{ext or '.onnx'}"
+
+
+def export_experiment(exp_dir, checkpoint, output, opset=18, check_lengths=(200, 317),
+                      tol=1e-4, quantize="none", calib_data=None, calib_utts=32,
+                      calib_frames=500, min_cosine=0.99):
+    """Stage 5: the embedding network of `checkpoint` (rebuilt from exp_dir/config.yaml) to
+    `output`, checked against PyTorch at check_lengths frames (tol); with quantize "int8" also
+    int8_path(output), calibrated on the fbank of calib_utts utterances of calib_data (a data
+    dir with feats.scp or wav.scp) cut to calib_frames, checked to a cosine of min_cosine."""
+    if quantize == "int8" and not calib_data:
+        raise UserError("--quantize int8 needs --calib_data (a training data dir with "
+                        "feats.scp or wav.scp)")
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    net, conf = load_embedding_net(checkpoint, os.path.join(exp_dir, "config.yaml"))
+    calib = check = None
+    if quantize == "int8":  # read the data first: a bad data dir fails before the export
+        from wespeaker_mfcon.export.quantize import calibration_feats
+        calib, check = calibration_feats(calib_data, calib_utts, calib_frames,
+                                         conf.fbank_kwargs())
+    export_checked(net, conf, output, opset=opset, check_lengths=check_lengths, tol=tol)
+    logging.info("exported %s", output)
+    if quantize == "int8":
+        from wespeaker_mfcon.export.quantize import quantize_int8
+        quantize_int8(output, int8_path(output), calib, check, min_cosine)
+        logging.info("exported %s", int8_path(output))
 
 
 def export_checked(net, conf, path, opset=18, check_lengths=(200, 317), tol=1e-4):

@@ -8,7 +8,7 @@ pair utterances in no fixed order (each side's value enters as the min and the m
                           utt2num_frames / 100 at the 10 ms frame shift)
     min_imp    max_imp    min / max of the AS-norm imposter means: the mean of the top-N cosine
                           scores of an utterance against the cohort (one mean embedding per
-                          training speaker, cohort mean subtracted), as utils/scoring.py
+                          training speaker, cohort mean subtracted), as scoring/score_norm.py
                           computes them once per utterance (S-norm: the mean of all of them)
     min_norm   max_norm   min / max of the L2 norm of the raw embeddings (before mean
                           subtraction), a known quality correlate
@@ -18,13 +18,13 @@ own speaker (imposter_stats(own=...)), so its top-N never holds its own speaker'
 for a test utterance whose speaker is not in the cohort.
 
 Calibration trials of a HELD-OUT set (speakers not in the training set, a dev set) are scored
-by score_eval_trials as stage 4 scores a test list (bin/score.py, bin/score_norm.py): cosine
-after subtracting the training (cohort) mean, AS-norm / S-norm against all the training
-speakers, with the same utils/scoring.py functions; nothing is left out of the cohort.
+by score_eval_trials as stage 4 scores a test list (scoring/cosine.py, scoring/score_norm.py):
+cosine after subtracting the training (cohort) mean, AS-norm / S-norm against all the training
+speakers, with the same functions; nothing is left out of the cohort.
 
 Calibration trials (make_training_trials): utterance ids are spk/session/utt (VoxCeleb
 layout); targets pair one speaker's utterances from DIFFERENT sessions, nontargets any two
-speakers; a seeded, deterministic sample without repeated pairs.
+speakers; a seeded, deterministic sample without repeated pairs (scoring/trial_pairs.py).
 """
 
 import logging
@@ -36,6 +36,7 @@ import numpy as np
 
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_table
+from wespeaker_mfcon.scoring import trial_pairs as pairs
 from wespeaker_mfcon.scoring.cosine import cosine_scores, prepare, speaker_cohort
 from wespeaker_mfcon.scoring.score_norm import cohort_stats, normalize_scores
 
@@ -131,33 +132,6 @@ def session_of(utt):
     return head if sep else None
 
 
-def _pair_key(i, j):
-    return (i, j) if i < j else (j, i)
-
-
-def _enumerate_pairs(groups, same):
-    """All pairs (i < j) of utterances; same(i, j) decides which -> (P, 2) int array."""
-    pairs = [(i, j) for g in groups for a, i in enumerate(g) for j in g[a + 1:] if same(i, j)]
-    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
-
-
-def _sample_pairs(draw, valid, k, rng):
-    """k distinct pairs from draw(rng, m) -> (m, 2) candidates kept where valid(i, j)."""
-    chosen = {}
-    while len(chosen) < k:
-        cand = draw(rng, 2 * (k - len(chosen)) + 16)
-        for i, j in cand[valid(cand[:, 0], cand[:, 1])].tolist():
-            chosen.setdefault(_pair_key(i, j), None)
-            if len(chosen) == k:
-                break
-    return np.array(list(chosen), dtype=np.int64).reshape(-1, 2)
-
-
-def _choose(avail_pairs, k, rng):
-    idx = np.sort(rng.choice(len(avail_pairs), size=k, replace=False))
-    return avail_pairs[idx]
-
-
 def _trial_tables(utt2spk, source):
     """Sorted keys (U,), speaker index (U,), session index (U,) of an utt2spk dict."""
     keys = sorted(utt2spk)
@@ -171,45 +145,6 @@ def _trial_tables(utt2spk, source):
     return keys, spk.astype(np.int64), sess.astype(np.int64)
 
 
-def _target_pairs(spk, sess, k, avail, rng):
-    """k distinct cross-session same-speaker pairs, uniform over the `avail` such pairs:
-    all of them enumerated when k is at least half of them, else rejection sampling ->
-    (k, 2) rows (i < j)."""
-    order = np.argsort(spk, kind="stable")
-    counts = np.bincount(spk)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    if avail <= 2 * k:
-        groups = [order[s:s + c].tolist() for s, c in zip(starts, counts)]
-        return _choose(_enumerate_pairs(groups, lambda i, j: sess[i] != sess[j]), k, rng)
-    weight = counts.astype(np.float64) ** 2  # ordered pairs per speaker; rejection fixes the rest
-
-    def draw(r, m):
-        s = r.choice(len(counts), size=m, p=weight / weight.sum())
-        a = starts[s] + (r.random(m) * counts[s]).astype(np.int64)
-        b = starts[s] + (r.random(m) * counts[s]).astype(np.int64)
-        return np.stack([order[a], order[b]], axis=1)
-    return _sample_pairs(draw, lambda i, j: sess[i] != sess[j], k, rng)
-
-
-def _nontarget_pairs(spk, k, avail, rng):
-    """k distinct pairs of different speakers, uniform over the `avail` such pairs -> (k, 2)."""
-    if avail <= 2 * k:
-        return _choose(_enumerate_pairs([list(range(len(spk)))], lambda i, j: spk[i] != spk[j]),
-                       k, rng)
-    return _sample_pairs(lambda r, m: r.integers(0, len(spk), size=(m, 2)),
-                         lambda i, j: spk[i] != spk[j], k, rng)
-
-
-def count_pairs(spk, sess):
-    """(available target pairs across sessions, available nontarget pairs)."""
-    n_tar = 0
-    for s in np.unique(spk):
-        sub = sess[spk == s]
-        n_tar += (len(sub) ** 2 - int(np.sum(np.bincount(sub) ** 2))) // 2
-    n_non = (len(spk) ** 2 - int(np.sum(np.bincount(spk) ** 2))) // 2
-    return int(n_tar), int(n_non)
-
-
 def make_training_trials(utt2spk, num_trials, seed=0, target_fraction=0.5, source="utt2spk"):
     """Calibration trials from a dict utt -> speaker with ids spk/session/utt.
 
@@ -219,7 +154,7 @@ def make_training_trials(utt2spk, num_trials, seed=0, target_fraction=0.5, sourc
     target_fraction). Returns (enroll (T,), test (T,), labels (T,) int8 1 = target), sorted by
     (enroll, test); the enroll id sorts before the test id."""
     keys, spk, sess = _trial_tables(utt2spk, source)
-    avail_tar, avail_non = count_pairs(spk, sess)
+    avail_tar, avail_non = pairs.count_pairs(spk, sess)
     n_tar = min(int(round(num_trials * target_fraction)), avail_tar)
     n_non = min(num_trials - n_tar, avail_non)
     if n_tar == 0 or n_non == 0:
@@ -229,13 +164,13 @@ def make_training_trials(utt2spk, num_trials, seed=0, target_fraction=0.5, sourc
         log.warning("%s: %d trials asked for, only %d available (%d target, %d nontarget)",
                     source, num_trials, n_tar + n_non, n_tar, n_non)
     rng = np.random.default_rng(seed)
-    tar = _target_pairs(spk, sess, n_tar, avail_tar, rng)
-    non = _nontarget_pairs(spk, n_non, avail_non, rng)
-    pairs = np.concatenate([tar, non])
+    tar = pairs.target_pairs(rng, spk, sess, n_tar, avail_tar, pairs.CALIBRATION)
+    non = pairs.nontarget_pairs(rng, spk, n_non, avail_non, pairs.CALIBRATION)
+    both = np.concatenate([tar, non])
     labels = np.concatenate([np.ones(len(tar), np.int8), np.zeros(len(non), np.int8)])
-    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-    enroll = [keys[i] for i in pairs[order, 0]]
-    test = [keys[j] for j in pairs[order, 1]]
+    order = np.lexsort((both[:, 1], both[:, 0]))
+    enroll = [keys[i] for i in both[order, 0]]
+    test = [keys[j] for j in both[order, 1]]
     return enroll, test, labels[order]
 
 
@@ -305,7 +240,7 @@ def eval_trial_set(*, enroll, test, labels, scores, keys, raw, cohort_mean, coho
     """TrialSet of an evaluation list whose scores (system -> (T,)) come from stage 4.
 
     keys (N,), raw (N, D): evaluation embeddings; cohort_mean (D,), cohort (C, D): as
-    utils/scoring.speaker_cohort makes them from the training set; top_n None for S-norm;
+    scoring/cosine.speaker_cohort makes them from the training set; top_n None for S-norm;
     dur_source: the file the durations came from (for the error when one is missing)."""
     used, rows, ei, ti = _utterances(enroll, test, keys)
     emb = prepare(raw[rows], cohort_mean)
@@ -319,10 +254,11 @@ def score_eval_trials(*, enroll, test, labels, keys, raw, cohort_mean, cohort, d
     """Score trials of a held-out set as stage 4 scores a test list -> TrialSet.
 
     keys (N,), raw (N, D): the held-out embeddings, holding every trial utterance;
-    cohort_mean (D,), cohort (C, D): as utils/scoring.speaker_cohort makes them from the
+    cohort_mean (D,), cohort (C, D): as scoring/cosine.speaker_cohort makes them from the
     training set; top_n: AS-norm top N (None for S-norm). Scores: "raw_cosine" (no mean
-    subtraction), "cosine" (bin/score.py) and `method` (the normalization of
-    utils/scoring.score_norm, from the imposter statistics that are also quality features)."""
+    subtraction), "cosine" (scoring/cosine.py) and `method` (the normalization of
+    scoring/score_norm.score_norm, from the imposter statistics that are also quality
+    features)."""
     used, rows, ei, ti = _utterances(enroll, test, keys)
     emb = prepare(raw[rows], cohort_mean)
     imp = imposter_stats(emb, cohort, top_n)

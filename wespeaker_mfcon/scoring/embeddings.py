@@ -1,4 +1,5 @@
-"""Embedding tables: kaldiio ``xvector.scp`` -> (keys, matrix), speaker-mean cohorts.
+"""Embedding tables: kaldiio ``xvector.scp`` -> (keys, matrix) and back, speaker-mean
+cohorts.
 
 Every failure on user data (missing or truncated ark, mixed dimensions, NaN/Inf, duplicate
 ids, utterances without a speaker) is a UserError that names the file and, where there is
@@ -10,7 +11,7 @@ import os
 import numpy as np
 
 from wespeaker_mfcon.utils.errors import UserError
-from wespeaker_mfcon.utils.file_utils import read_scp, read_table
+from wespeaker_mfcon.utils.file_utils import atomic_path, read_scp, read_table
 
 
 def _first_few(items, n=5):
@@ -73,6 +74,22 @@ def load_embeddings(scp_path):
             except Exception:
                 pass
     return keys, np.stack(vecs)
+
+
+def write_embeddings(ark, scp, utts, embeds):
+    """kaldiio ark + scp of the float32 vectors embeds (N of (D,)) of utts (N,); each file
+    complete or absent, the scp, which points into the ark, renamed into place last."""
+    import kaldiio
+
+    with atomic_path(scp) as tmp_scp:
+        with atomic_path(ark) as tmp_ark:
+            with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+                for utt, emb in zip(utts, embeds):
+                    writer(utt, emb.astype(np.float32))
+        with open(tmp_scp, encoding="utf-8") as f:
+            lines = f.read().replace(f"{tmp_ark}:", f"{ark}:")
+        with open(tmp_scp, "w", encoding="utf-8") as f:
+            f.write(lines)
 
 
 def load_utt2spk(path):

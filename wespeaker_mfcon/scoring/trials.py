@@ -100,12 +100,59 @@ def trial_name(path):
 def trial_lists(data_dir):
     """[(name, path)] of DATA/test/trials/NAME.kaldi, sorted by name (stage 0 writes them);
     an error when there are none."""
+    if data_dir is None:
+        raise UserError("which trial lists? give the data dir (--data) or the lists (--trials)")
     folder = os.path.join(data_dir, "test", "trials")
     names = sorted(f[:-len(".kaldi")] for f in (os.listdir(folder) if os.path.isdir(folder)
                                                  else []) if f.endswith(".kaldi"))
     if not names:
         raise UserError(f"{folder}: no trial lists (*.kaldi); run stage 0 for {data_dir}")
     return [(n, os.path.join(folder, n + ".kaldi")) for n in names]
+
+
+def resolve_trials(data_dir, trials=None):
+    """[(name, path)] of the trial lists to score, the one place that resolves their names.
+
+    trials: entries that are Kaldi trial files, or names NAME (or NAME.kaldi) of
+    DATA/test/trials/NAME.kaldi; none: every list of data_dir (trial_lists). UserError for an
+    entry that is neither, or for two lists of one name (their score files would collide)."""
+    if not trials:
+        return trial_lists(data_dir)
+    out = []
+    for entry in trials:
+        path = entry
+        if not os.path.isfile(entry) and data_dir is not None:
+            stem = entry[:-len(".kaldi")] if entry.endswith(".kaldi") else entry
+            path = os.path.join(data_dir, "test", "trials", stem + ".kaldi")
+        if not os.path.isfile(path):
+            raise UserError(f"no trial list {path}")
+        out.append((trial_name(path), path))
+    names = [n for n, _ in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"trial lists with the same name would overwrite each other: {dup}")
+    return out
+
+
+def trial_names(data_dir, trials=None):
+    """Names of trial lists: those of `trials` (names or paths, as resolve_trials takes
+    them), else of every list of data_dir; for steps that read score files, not the lists."""
+    if trials:
+        return [trial_name(t) for t in trials]
+    return [name for name, _ in trial_lists(data_dir)]
+
+
+def score_path(score_dir, name, system="cosine"):
+    """The stage-4 score file of a trial list: NAME.score (cosine), NAME.SYSTEM.score."""
+    suffix = ".score" if system == "cosine" else f".{system}.score"
+    return os.path.join(score_dir, name + suffix)
+
+
+def score_files(score_dir, data_dir, trials=None, systems=("cosine",)):
+    """The score files in score_dir of the trial lists (trial_names) for each system, list by
+    list."""
+    return [score_path(score_dir, name, system) for name in trial_names(data_dir, trials)
+            for system in systems]
 
 
 def parse_score_name(path):

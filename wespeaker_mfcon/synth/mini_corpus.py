@@ -45,6 +45,7 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import fftconvolve, lfilter
 
 from wespeaker_mfcon.config.schema import SAMPLE_RATE
+from wespeaker_mfcon.scoring.trial_pairs import CORPUS, nontarget_pairs, target_pairs
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
 from wespeaker_mfcon.utils.parallel import parallel_map
@@ -768,65 +769,6 @@ def _trial_counts(num_spk, sessions_per_spk, utts_per_session, num_trials):
     return n_tar, n_non, n_tar_possible, n_non_possible
 
 
-def _sample_pairs(r, n, possible, *, is_ok, enumerate_all, draw):
-    """n distinct index pairs (a, b), a < b, satisfying is_ok(a, b), out of `possible` such
-    pairs; returns a list of tuples. A small space is enumerated (enumerate_all()) and chosen
-    from; a large one is sampled by rejection from draw(m), m candidate pairs at a time."""
-    if n == 0:
-        return []
-    if possible <= 4 * n:  # small space: enumerate and choose
-        allp = enumerate_all()
-        pick = r.choice(len(allp), size=n, replace=False)
-        return [allp[i] for i in np.sort(pick)]
-    chosen = set()
-    out = []
-    while len(out) < n:
-        for a, b in draw(4 * (n - len(out))):
-            a, b = (a, b) if a < b else (b, a)
-            if a != b and is_ok(a, b) and (a, b) not in chosen:
-                chosen.add((a, b))
-                out.append((a, b))
-                if len(out) == n:
-                    break
-    return out
-
-
-def _target_pairs(r, n, possible, *, spk, sess, num_spk, per_spk):
-    """n distinct target pairs of utterance indices (list of (a, b), a < b): same speaker,
-    different sessions. spk, sess: (U,) speaker and session of each utterance, in blocks of
-    per_spk utterances per speaker."""
-    u = len(spk)
-
-    def ok(a, b):
-        return spk[a] == spk[b] and sess[a] != sess[b]
-
-    def enumerate_all():
-        return [(a, b) for a in range(u) for b in range(a + 1, min(u, a + per_spk)) if ok(a, b)]
-
-    def draw(m):
-        s = r.integers(num_spk, size=m) * per_spk
-        return zip(s + r.integers(per_spk, size=m), s + r.integers(per_spk, size=m))
-
-    return _sample_pairs(r, n, possible, is_ok=ok, enumerate_all=enumerate_all, draw=draw)
-
-
-def _nontarget_pairs(r, n, possible, spk):
-    """n distinct nontarget pairs of utterance indices (list of (a, b), a < b): different
-    speakers. spk: (U,) speaker of each utterance."""
-    u = len(spk)
-
-    def ok(a, b):
-        return spk[a] != spk[b]
-
-    def enumerate_all():
-        return [(a, b) for a in range(u) for b in range(a + 1, u) if ok(a, b)]
-
-    def draw(m):
-        return zip(r.integers(u, size=m), r.integers(u, size=m))
-
-    return _sample_pairs(r, n, possible, is_ok=ok, enumerate_all=enumerate_all, draw=draw)
-
-
 def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials, first_spk=0):
     """VoxCeleb-format trials over test speakers first_spk.. : [(label, enroll, test), ...].
 
@@ -842,9 +784,8 @@ def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials, f
     r = _rng(seed, _P_TRIALS)
     n_tar, n_non, n_tar_possible, n_non_possible = _trial_counts(
         num_spk, sessions_per_spk, utts_per_session, num_trials)
-    tar = _target_pairs(r, n_tar, n_tar_possible, spk=spk, sess=sess, num_spk=num_spk,
-                        per_spk=sessions_per_spk * utts_per_session)
-    non = _nontarget_pairs(r, n_non, n_non_possible, spk)
+    tar = target_pairs(r, spk, sess, n_tar, n_tar_possible, CORPUS)
+    non = nontarget_pairs(r, spk, n_non, n_non_possible, CORPUS)
     trials = [(1, paths[a], paths[b]) for a, b in tar] + [(0, paths[a], paths[b]) for a, b in non]
     trials.sort(key=lambda t: (t[1], t[2]))
     return trials

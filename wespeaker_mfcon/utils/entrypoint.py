@@ -28,3 +28,18 @@ def probability(value):
     if not 0.0 < x < 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
     return x
+
+
+def at_least(low, why=""):
+    """argparse type: an integer >= low; `why` is added to the message, e.g. "a std needs two
+    scores"."""
+    def check(value):
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+        if n < low:
+            reason = f" ({why})" if why else ""
+            raise argparse.ArgumentTypeError(f"must be >= {low}{reason}, got {value}")
+        return n
+    return check

@@ -124,8 +124,7 @@ fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   echo "stage 4: scoring"
-  trial_names=$(tools/trial_names.sh ${data})
-  bash local/score.sh --exp_dir ${exp_dir} --data ${data} --trials "${trial_names}" \
+  bash local/score.sh --exp_dir ${exp_dir} --data ${data} \
     --score_norm_method ${score_norm_method} --top_n ${top_n}
 fi
 
@@ -154,8 +153,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
       --out_dir ${exp_dir}/embeddings/cal --nj ${nj} --gpus "${gpus}"
     cal_args="--cal_data ${cal_data} --cal_embeddings ${exp_dir}/embeddings/cal/xvector.scp"
   fi
-  trial_names=$(tools/trial_names.sh ${data})
-  bash local/calibrate.sh --exp_dir ${exp_dir} --data ${data} --trials "${trial_names}" \
+  bash local/calibrate.sh --exp_dir ${exp_dir} --data ${data} \
     --score_norm_method ${score_norm_method} --top_n ${top_n} ${cal_args} ${cal_opts}
 fi
 

@@ -42,13 +42,9 @@ for f in "$exp_dir/embeddings/train/xvector.scp" "$exp_dir/embeddings/test/xvect
   [ -f "$f" ] || { echo "$0: missing $f (run stages 0-4 first)" >&2; exit 1; }
 done
 
-[ -n "$trials" ] || trials=$(tools/trial_names.sh "$data")
-names=()
-for t in $trials; do
-  n=$(basename "$t"); n=${n%.kaldi}
-  [ -f "$exp_dir/scores/$n.score" ] || { echo "$0: missing $exp_dir/scores/$n.score (run stage 4 first)" >&2; exit 1; }
-  names+=("$n")
-done
+lists=()
+# shellcheck disable=SC2206  # trials is a list of names; default: every list of $data
+[ -z "$trials" ] || lists=(--trials $trials)
 
 cal_args=()
 source_desc="$num_trials trials from $data/train"
@@ -71,9 +67,9 @@ elif [ -n "$cal_embeddings$cal_trials" ]; then
   echo "$0: --cal_embeddings and --cal_trials need --cal_data" >&2; exit 1
 fi
 
-echo "$0: calibrating ${names[*]} with $source_desc -> $exp_dir/calibration"
+echo "$0: calibrating the trial lists of $data${trials:+ ($trials)} with $source_desc" \
+  "-> $exp_dir/calibration"
 # shellcheck disable=SC2086  # calibrate_opts is a list of options
-python -m wespeaker_mfcon.bin.calibrate --exp_dir "$exp_dir" \
-  --train_data "$data/train" --test_data "$data/test" --trials "${names[@]}" \
+python -m wespeaker_mfcon.bin.calibrate --exp_dir "$exp_dir" --data "$data" "${lists[@]}" \
   --score_norm_method "$score_norm_method" --top_n "$top_n" --num_trials "$num_trials" \
   --seed "$seed" --p_train "$p_train" "${cal_args[@]}" $calibrate_opts

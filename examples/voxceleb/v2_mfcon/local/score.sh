@@ -6,7 +6,7 @@
 #
 # Reads  $exp_dir/embeddings/{test,train}/xvector.scp, $data/train/utt2spk,
 #        $data/test/trials/<name>.kaldi for every name in $trials (default: all *.kaldi there;
-#        an entry that is an existing file is used as it is).
+#        an entry that is an existing file is used as it is; resolved in Python).
 # Writes $exp_dir/scores/<name>.score, <name>.<method>.score, *.result, results.json, det.png.
 set -euo pipefail
 
@@ -34,28 +34,20 @@ for f in "$eval_scp" "$cohort_scp" "$utt2spk"; do
   [ -f "$f" ] || { echo "$0: missing $f (run the earlier stages first)" >&2; exit 1; }
 done
 
-[ -n "$trials" ] || trials=$(tools/trial_names.sh "$data")
-trial_files=()
-names=()
-for t in $trials; do
-  if [ -f "$t" ]; then f=$t; else f=$data/test/trials/${t%.kaldi}.kaldi; fi
-  [ -f "$f" ] || { echo "$0: no trial list $f" >&2; exit 1; }
-  trial_files+=("$f")
-  n=$(basename "$f"); names+=("${n%.kaldi}")
-done
+# The trial lists: --trials (names of $data/test/trials/NAME.kaldi or trial files; default:
+# every list there), resolved by the Python entry points (scoring/trials.py).
+lists=(--data "$data")
+# shellcheck disable=SC2206  # trials is a list of names
+[ -z "$trials" ] || lists+=(--trials $trials)
 
-echo "$0: scoring ${names[*]} -> $score_dir"
+echo "$0: scoring the trial lists of $data${trials:+ ($trials)} -> $score_dir"
 python -m wespeaker_mfcon.bin.score \
-  --eval_scp "$eval_scp" --cohort_scp "$cohort_scp" \
-  --trials "${trial_files[@]}" --out_dir "$score_dir"
+  --eval_scp "$eval_scp" --cohort_scp "$cohort_scp" "${lists[@]}" --out_dir "$score_dir"
 
-cos_files=()
-for n in "${names[@]}"; do cos_files+=("$score_dir/$n.score"); done
 python -m wespeaker_mfcon.bin.score_norm \
   --score_norm_method "$score_norm_method" --top_n "$top_n" \
   --eval_scp "$eval_scp" --cohort_scp "$cohort_scp" --cohort_utt2spk "$utt2spk" \
-  --score_files "${cos_files[@]}"
+  "${lists[@]}" --out_dir "$score_dir"
 
-all_files=()
-for n in "${names[@]}"; do all_files+=("$score_dir/$n.score" "$score_dir/$n.$score_norm_method.score"); done
-python -m wespeaker_mfcon.bin.compute_metrics --score_files "${all_files[@]}" --out_dir "$score_dir"
+python -m wespeaker_mfcon.bin.compute_metrics "${lists[@]}" \
+  --systems cosine "$score_norm_method" --out_dir "$score_dir"
