@@ -1,7 +1,6 @@
 """Stage 5 --quantize int8: the int8 model against the fp32 one, its interface, its errors."""
 
 import subprocess
-import sys
 
 import kaldiio
 import numpy as np
@@ -11,17 +10,15 @@ import pytest
 import torch
 import yaml
 
-from conftest import RECIPE, ROOT, python_env, write_tree
-
-sys.path.insert(0, ROOT)
-from benchmarks.profile_onnx import op_profile, profile_table  # noqa: E402
-from train_utils import TINY_MODEL  # noqa: E402
-from wespeaker_mfcon.bin.export_onnx import main as export_main  # noqa: E402
-from wespeaker_mfcon.apps.embedder import load_model  # noqa: E402
-from wespeaker_mfcon.models import build_model  # noqa: E402
-from wespeaker_mfcon.export.quantize import calibration_feats, quantize_int8, select_nodes  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
+from conftest import RECIPE, python_env, write_tree
+from train_utils import TINY_MODEL
+from wespeaker_mfcon.analysis.onnx_profile import op_profile, profile_table
+from wespeaker_mfcon.apps.embedder import load_model
+from wespeaker_mfcon.bin.export_onnx import main as export_main
+from wespeaker_mfcon.export.quantize import calibration_feats, quantize_int8, select_nodes
+from wespeaker_mfcon.models import build_model
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.errors import UserError
 
 
 @pytest.fixture(scope="module")
