@@ -96,14 +96,15 @@ def start(name, script, argv, force, timed=True):
     banner = require_idle(force) if timed else ""
     return {"benchmark": name, "command": command_line(script, argv),
             "load_before": "n/a" if START_LOAD is None else "%.2f %.2f %.2f" % START_LOAD,
-            "under_load": banner}
+            "under_load": banner, "timed": timed}
 
 
 def finish(record, json_path, threads=(1,)):
     """Complete the record (host, load after, the contention note when other processes shared
-    the cores) and write it to json_path if given. Returns the record."""
+    the cores during a timed run) and write it to json_path if given. Returns the record."""
     record.update(host=host(), load_after=load_avg(),
-                  note=contention_note(threads, START_LOAD and START_LOAD[0]))
+                  note=contention_note(threads, START_LOAD and START_LOAD[0])
+                  if record["timed"] else "")
     if json_path:
         with atomic_write(json_path) as f:
             json.dump(record, f, indent=1)
