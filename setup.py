@@ -30,7 +30,8 @@ REQUIRES = [
                              # torch.export-based exporter; torch.amp.GradScaler("cuda") (2.3)
     "numpy>=1.22.4",         # numpy.random.Generator; the floor of scipy 1.12
     "scipy>=1.12",           # scipy.optimize.isotonic_regression (min Cllr by PAV)
-    "soundfile>=0.11",       # soundfile.SoundFileError
+    "soundfile>=0.12",       # SoundFileError (0.11) and libsndfile inside the Linux wheels;
+                             # tests/test_audio.py passes with 0.12.1 and 0.14.0
     "pyyaml>=5.1",           # yaml.safe_load / safe_dump (no specific API beyond them)
     "tqdm>=4.40",            # progress bars (no specific API)
     "onnxruntime>=1.18",     # IR version 10 files (the exporter's), opset 18, QDQ int8
@@ -39,11 +40,13 @@ EXTRAS = {
     # the recipe's stages beyond the library's core: Kaldi arks, DET plots, ONNX export,
     # shards, .m4a conversion
     "recipe": [
-        "kaldiio>=2.17",         # ark/scp read and write (WriteHelper, load_mat)
+        "kaldiio>=2.18.1",       # ark/scp (WriteHelper, load_mat); older releases import
+                                 # pkg_resources, which recent setuptools no longer has
         "matplotlib>=3.5",       # DET curve and study figures
         "onnx>=1.16",            # IR version 10, metadata_props
         "onnxscript>=0.1",       # the dynamo ONNX exporter's translation (torch>=2.6)
-        "webdataset>=0.2.86",    # tarfile_to_samples(select_files=...)
+        "webdataset>=0.2.86",    # tarfile_to_samples(select_files=...); tests/test_shards.py
+                                 # passes with 0.2.86 and 1.0.2
         "imageio-ffmpeg>=0.4",   # get_ffmpeg_exe for stage 0's .m4a conversion
     ],
     "docs": ["mkdocs>=1.5", "mkdocs-material>=9.0", "mkdocstrings[python]>=0.24"],
