@@ -1,29 +1,59 @@
 """Benchmark of AS-norm: 1 M trials over 10 k utterances, cohort of 6 k speakers, top_n 300.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_asnorm.py [--trials 1000000] [--utts 10000]
-        [--speakers 6000] [--dim 192] [--top_n 300] [--check 2000]
+        [--speakers 6000] [--dim 192] [--top_n 300] [--check 2000] [--json OUT] [--force]
 
 Random embeddings. Times the normalization (cohort statistics once per utterance by matrix
 product + per-trial arithmetic) and, for comparison, the cosine scoring of the trials.
 With --check N, N random trials are recomputed the slow way (per trial, full cohort sort)
-and the largest difference is printed.
+and the largest difference is reported. The table is speed_tables.render_asnorm's.
 """
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks.common import add_force_option, require_idle  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
+from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, start
+from wespeaker_mfcon.analysis.speed_tables import render_asnorm
 from wespeaker_mfcon.scoring.cosine import cosine_scores, l2_normalize
-from wespeaker_mfcon.scoring.score_norm import score_norm  # noqa: E402
+from wespeaker_mfcon.scoring.score_norm import score_norm
+from wespeaker_mfcon.utils.entrypoint import run_main
+
+
+def slow_reference(scores, pick, ei, ti, emb, cohort, method, top_n):
+    """The normalized scores of trials `pick`, per trial with a full sort of the cohort."""
+    ref = np.empty(len(pick))
+    for n, i in enumerate(pick):
+        z = []
+        for u in (ei[i], ti[i]):
+            cs = np.sort(cohort.astype(np.float64) @ emb[u].astype(np.float64))[::-1]
+            if method == "asnorm":
+                cs = cs[:top_n]
+            z.append((scores[i] - cs.mean()) / cs.std())
+        ref[n] = 0.5 * (z[0] + z[1])
+    return ref
+
+
+def measure(args):
+    """{cosine_s, norm_s, check_*} for random embeddings of the requested size."""
+    rng = np.random.default_rng(args.seed)
+    emb = l2_normalize(rng.standard_normal((args.utts, args.dim), dtype=np.float32))
+    cohort = l2_normalize(rng.standard_normal((args.speakers, args.dim), dtype=np.float32))
+    ei = rng.integers(0, args.utts, args.trials)
+    ti = rng.integers(0, args.utts, args.trials)
+    t0 = time.perf_counter()
+    scores = cosine_scores(emb, ei, ti)
+    t1 = time.perf_counter()
+    normed = score_norm(scores, ei, ti, emb, cohort, args.method, args.top_n)
+    out = {"cosine_s": t1 - t0, "norm_s": time.perf_counter() - t1}
+    if args.check:
+        pick = rng.choice(args.trials, size=min(args.check, args.trials), replace=False)
+        t0 = time.perf_counter()
+        ref = slow_reference(scores, pick, ei, ti, emb, cohort, args.method, args.top_n)
+        out.update(check_trials=len(pick), check_s=time.perf_counter() - t0,
+                   check_max_abs_diff=float(np.max(np.abs(ref - normed[pick]))))
+    return out
 
 
 def main(argv=None):
@@ -37,45 +67,13 @@ def main(argv=None):
     p.add_argument("--method", choices=("asnorm", "snorm"), default="asnorm")
     p.add_argument("--check", type=int, default=2000, help="trials to verify the slow way")
     p.add_argument("--seed", type=int, default=0)
-    add_force_option(p)
+    add_bench_options(p)
     args = p.parse_args(argv)
-    banner = require_idle(args.force)
-    if banner:
-        print(banner)
-
-    rng = np.random.default_rng(args.seed)
-    emb = l2_normalize(rng.standard_normal((args.utts, args.dim), dtype=np.float32))
-    cohort = l2_normalize(rng.standard_normal((args.speakers, args.dim), dtype=np.float32))
-    ei = rng.integers(0, args.utts, args.trials)
-    ti = rng.integers(0, args.utts, args.trials)
-
-    t0 = time.perf_counter()
-    scores = cosine_scores(emb, ei, ti)
-    t_cos = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    normed = score_norm(scores, ei, ti, emb, cohort, args.method, args.top_n)
-    t_norm = time.perf_counter() - t0
-    print(f"{args.trials} trials, {args.utts} utterances, {args.speakers} cohort speakers, "
-          f"dim {args.dim}, {args.method} top_n {args.top_n}")
-    print(f"cosine scoring:      {t_cos:7.2f} s")
-    print(f"{args.method} normalization: {t_norm:7.2f} s")
-
-    if args.check:
-        pick = rng.choice(args.trials, size=min(args.check, args.trials), replace=False)
-        t0 = time.perf_counter()
-        ref = np.empty(len(pick))
-        for n, i in enumerate(pick):
-            z = []
-            for u in (ei[i], ti[i]):
-                cs = np.sort(cohort.astype(np.float64) @ emb[u].astype(np.float64))[::-1]
-                if args.method == "asnorm":
-                    cs = cs[:args.top_n]
-                z.append((scores[i] - cs.mean()) / cs.std())
-            ref[n] = 0.5 * (z[0] + z[1])
-        t_slow = time.perf_counter() - t0
-        print(f"per-trial reference on {len(pick)} trials: {t_slow:.2f} s "
-              f"(~{t_slow / len(pick) * args.trials:.0f} s extrapolated to all trials); "
-              f"max |diff| = {np.max(np.abs(ref - normed[pick])):.2e}")
+    record = start("asnorm", "bench_asnorm.py", argv, args.force)
+    record.update({k: getattr(args, k) for k in ("trials", "utts", "speakers", "dim", "top_n",
+                                                 "method")})
+    record.update(measure(args))
+    print(render_asnorm(finish(record, args.json)))
 
 
 if __name__ == "__main__":

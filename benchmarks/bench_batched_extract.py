@@ -18,35 +18,28 @@ and warmed up once per worker before timing. Every repeat runs all modes in turn
 so that machine load changing during the run hits them alike; speed-ups are medians of the
 per-repeat ratios. Max |diff| compares every embedding with its batch-1 embedding from the same
 backend (the batching criterion), and the last column with PyTorch batch 1 (the backends).
+The table is speed_tables.render_batched_extract's.
 """
 
 import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
-                               markdown_table, quiet_exporter_logs, require_idle)
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
+from wespeaker_mfcon.analysis.benchmarking import (add_bench_options, finish, load_avg,
+                                                   quiet_exporter_logs, start)
+from wespeaker_mfcon.analysis.speed_tables import render_batched_extract
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.errors import UserError
 
 # mode -> (backend, graph, batch size: "1" or the --batch_size)
 MODES = {"torch_1": ("torch", "pt", "1"), "torch_batched": ("torch", "pt", "n"),
          "ort_1": ("onnx", "plain", "1"), "ort_equal": ("onnx", "plain", "n"),
          "ort_batched": ("onnx", "lengths", "n")}
-LABELS = {"torch_1": "PyTorch, batch 1", "torch_batched": "PyTorch, batched (masked)",
-          "ort_1": "ORT, batch 1", "ort_equal": "ORT, equal lengths only",
-          "ort_batched": "ORT, batched (masked, `lengths` input)"}
 
 
 def read_feats(feats_scp):
@@ -143,16 +136,22 @@ def export_models(exp_dir, tmp, with_onnx):
     return models
 
 
-def table_rows(results, batch_size):
+def result_rows(results, batch_size):
+    """Per jobs and mode: utterances/s of every pass, speed-up against batch 1 of the same
+    backend (median of per-pass ratios), max abs diff against that and against PyTorch
+    batch 1."""
     rows = []
     for jobs, out in results.items():
         for mode, r in out.items():
             base = out["torch_1" if mode.startswith("torch") else "ort_1"]
-            ratio = statistics.median(u / b for u, b in zip(r["ups"], base["ups"]))
-            size = 1 if MODES[mode][2] == "1" else batch_size
-            rows.append([jobs, LABELS[mode], size, f"{statistics.median(r['ups']):.1f}",
-                         f"{ratio:.2f}x", f"{np.abs(r['embs'] - base['embs']).max():.1e}",
-                         f"{np.abs(r['embs'] - out['torch_1']['embs']).max():.1e}"])
+            rows.append({"jobs": jobs, "mode": mode,
+                         "batch": 1 if MODES[mode][2] == "1" else batch_size,
+                         "utts_per_s": r["ups"],
+                         "speedup": statistics.median(u / b for u, b in zip(r["ups"],
+                                                                            base["ups"])),
+                         "max_diff_batch1": float(np.abs(r["embs"] - base["embs"]).max()),
+                         "max_diff_torch1": float(np.abs(r["embs"]
+                                                         - out["torch_1"]["embs"]).max())})
     return rows
 
 
@@ -166,8 +165,7 @@ def get_args(argv):
     p.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=3, help="timed passes per mode (median)")
     p.add_argument("--no_onnx", action="store_true", help="PyTorch only")
-    p.add_argument("--json", help="write the results here")
-    add_force_option(p)
+    add_bench_options(p)
     args = p.parse_args(argv)
     for name in ("batch_size", "max_frames", "repeats"):
         if getattr(args, name) < 1:
@@ -179,8 +177,7 @@ def get_args(argv):
 
 def main(argv=None):
     args = get_args(argv)
-    require_idle(args.force)
-    cmd = command_line("bench_batched_extract.py", argv)
+    record = start("batched_extract", "bench_batched_extract.py", argv, args.force)
     quiet_exporter_logs()
     num_utts = len(read_feats(args.feats_scp))
     print(f"{num_utts} utterances, {os.cpu_count()} CPUs, load average {load_avg()}", flush=True)
@@ -188,17 +185,10 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_batched_") as tmp:
         models = export_models(args.exp_dir, tmp, not args.no_onnx)
         results = {jobs: measure(jobs, models, modes, args, num_utts) for jobs in args.jobs}
+    record.update(utterances=num_utts, feats_scp=args.feats_scp, repeats=args.repeats,
+                  rows=result_rows(results, args.batch_size))
     print()
-    print(f"Batched extraction over {num_utts} utterances ({args.feats_scp}), 1 thread per job, "
-          f"median of {args.repeats} interleaved passes; speed-up against batch 1 of the same "
-          "backend and job count (median of per-pass ratios):")
-    print(markdown_table(["jobs", "mode", "batch", "utterances/s", "speed-up",
-                          "max abs diff vs batch 1", "vs PyTorch batch 1"],
-                         table_rows(results, args.batch_size)))
-    print()
-    payload = {str(j): {m: {"utts_per_s": r["ups"]} for m, r in out.items()}
-               for j, out in results.items()}
-    finish_report([1], cmd, args.json, payload)
+    print(render_batched_extract(finish(record, args.json)))
 
 
 if __name__ == "__main__":

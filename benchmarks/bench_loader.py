@@ -20,46 +20,39 @@ by wall time and by CPU time, with a breakdown by augmentation type and speed.
 Then the consumer side:
   * the on-the-fly fbank of a --batch of those chunks (Fbank module, batched, dither,
     as the training loop runs it on the training device), 1 and 2 torch threads;
-  * the CPU training step of the paper MFCon config on raw chunks (EpochRunner.step with the
-    Fbank front end, i.e. fbank + forward + backward + Adam), measured on a reduced batch
+  * the CPU training step of the paper MFCon config on raw chunks (analysis.train_step.TrainStep
+    with the Fbank front end, i.e. fbank + forward + backward + Adam), measured on a reduced batch
     (--step_batch) unless --step_time_ms gives the time of a --batch step;
 giving the CPU consumption rate (chunks/s) and the workers it needs; and, as an ESTIMATE
 (no GPU here), the workers needed to feed a GPU step of --gpu_step_ms for --batch chunks
 (the GPU computes the fbank itself), from the per-worker CPU-time rate (one core per worker).
+The tables are speed_tables.render_loader's.
 """
 
 import argparse
 import collections
 import dataclasses
-import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, load_avg, start
+from wespeaker_mfcon.analysis.speed_tables import render_loader
+from wespeaker_mfcon.analysis.train_step import TrainStep
+from wespeaker_mfcon.config import load_train_config
+from wespeaker_mfcon.dataset.augment import Augmentor
+from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id
+from wespeaker_mfcon.frontend.fbank import Fbank
+from wespeaker_mfcon.synth.noise import generate_noise_set, make_speech
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.file_utils import write_table
 
-from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
-                               markdown_table, require_idle)
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.training.builders import (build_frontend, build_lr_scheduler,  # noqa: E402
-                                               build_model_with_heads, build_optimizer)
-from wespeaker_mfcon.dataset.augment import Augmentor  # noqa: E402
-from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id  # noqa: E402
-from wespeaker_mfcon.synth.noise import generate_noise_set, make_speech  # noqa: E402
-from wespeaker_mfcon.frontend.fbank import Fbank  # noqa: E402
-from wespeaker_mfcon.training.loop import EpochRunner, StepOptions  # noqa: E402
-from wespeaker_mfcon.config import load_train_config  # noqa: E402
-from wespeaker_mfcon.utils.file_utils import write_table  # noqa: E402
-
-CONF = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf", "mfa_conformer_mfcon.yaml")
+CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                    "voxceleb", "v2_mfcon", "conf", "mfa_conformer_mfcon.yaml")
 SR = 16000
 SPEEDS = [1.0, 0.9, 1.1]
 
@@ -102,38 +95,82 @@ def time_items(dataset, items):
     return out, chunks, labels
 
 
-def measure_step(conf, chunks, labels, batch, steps, threads):
-    """ms of EpochRunner.step (fbank + fwd + bwd + Adam) on a raw batch of `batch` chunks."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    conf = dataclasses.replace(conf, data_type="raw", num_classes=max(labels) + 1)
-    device = torch.device("cpu")
-    net = build_model_with_heads(conf).to(device)
-    frontend = build_frontend(conf, device)
-    net.train()
-    frontend.train()
-    optimizer = build_optimizer(conf, net.parameters())
-    scheduler = build_lr_scheduler(conf, optimizer, steps_per_epoch=1000)
-    runner = EpochRunner(net, optimizer, scheduler, None,
-                         StepOptions(device=device, frontend=frontend, is_main=False))
-    # P x K batch: K = utts_per_spk chunks of each label
-    k = conf.dataset_args.utts_per_spk
+def measure_producer(dataset, args):
+    """One worker (one torch thread): {figures}, chunks, labels of the timed items."""
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    items = [(int(rng.integers(len(dataset))), int(rng.integers(2**31)),
+              int(rng.integers(len(SPEEDS)))) for _ in range(args.warmup + args.items)]
+    time_items(dataset, items[:args.warmup])
+    load_before = load_avg()
+    t0, c0 = time.perf_counter(), time.process_time()
+    per_item, chunks, labels = time_items(dataset, items[args.warmup:])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"loader: {len(per_item)} chunks of {chunks[0].shape[0]} samples in {wall:.2f} s "
+          f"[load {load_avg()}]", flush=True)
+    groups = collections.defaultdict(list)
+    for w, c, aug, speed in per_item:
+        groups[(aug, "1.0" if speed == 1.0 else "0.9/1.1")].append((w, c))
+    breakdown = [{"aug": aug, "speed": speed, "count": len(vals),
+                  "median_ms": statistics.median(v[0] for v in vals),
+                  "mean_ms": statistics.mean(v[0] for v in vals),
+                  "mean_cpu_ms": statistics.mean(v[1] for v in vals)}
+                 for (aug, speed), vals in sorted(groups.items())]
+    return ({"chunk_samples": chunks[0].shape[0], "items": len(per_item),
+             "worker_chunks_per_s": len(per_item) / wall,
+             "worker_chunks_per_cpu_s": len(per_item) / cpu,
+             "loader_loadavg": f"{load_before} / {load_avg()}", "breakdown": breakdown},
+            chunks, labels)
+
+
+def measure_fbank(chunks, batch, threads_list, repeats):
+    """Rows of the batched training fbank (dither) of a batch of chunks, per thread count."""
+    reps = -(-batch // len(chunks))
+    wave_batch = torch.stack((chunks * reps)[:batch])           # (B, N) int16 scale
+    fb = Fbank(dither=1.0).train()
+    rows = []
+    for threads in threads_list:
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            fb(wave_batch)
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                feats = fb(wave_batch)
+                ts.append((time.perf_counter() - t0) * 1000.0)
+        ms = statistics.median(ts)
+        rows.append({"threads": threads, "ms_per_batch": ms, "chunks_per_s": batch / ms * 1000,
+                     "frames": int(feats.shape[1]), "loadavg": load_avg()})
+        print(f"fbank: batch {batch} -> {tuple(feats.shape)} in {ms:.1f} ms ({threads} "
+              "thread(s))", flush=True)
+    return rows
+
+
+def pk_batch(chunks, labels, k, batch):
+    """(B, N) chunks and (B,) labels of a P x K batch: K chunks of each label, up to batch."""
     by_label = collections.defaultdict(list)
-    for c, l in zip(chunks, labels):
-        by_label[l].append(c)
+    for c, label in zip(chunks, labels):
+        by_label[label].append(c)
     xs, ys = [], []
     for label, cs in by_label.items():
         if len(cs) >= k:
-            for c in cs[:k]:
-                xs.append(c)
-                ys.append(label)
+            xs += cs[:k]
+            ys += [label] * k
         if len(xs) >= batch:
             break
-    x, y = torch.stack(xs[:batch]), torch.tensor(ys[:batch])
+    return torch.stack(xs[:batch]), torch.tensor(ys[:batch])
+
+
+def measure_step(conf, chunks, labels, batch, steps, threads):
+    """ms of a training step (fbank + fwd + bwd + Adam) on a raw P x K batch of chunks."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    step = TrainStep(dataclasses.replace(conf, data_type="raw", num_classes=max(labels) + 1))
+    x, y = pk_batch(chunks, labels, conf.dataset_args.utts_per_spk, batch)
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        stats = runner.step(x, y, i)
+        stats = step(x, y)
         if not torch.isfinite(stats).all():
             raise RuntimeError(f"non-finite training loss {stats.tolist()}")
         if i > 0:
@@ -141,7 +178,30 @@ def measure_step(conf, chunks, labels, batch, steps, threads):
     return statistics.median(times), times, x.shape[0]
 
 
-def main(argv=None):
+def consumer_figures(args, conf, chunks, labels, worker):
+    """The CPU step (given or measured) against the loader rate; the GPU estimate."""
+    if args.step_time_ms > 0:
+        step_ms, step_times, step_batch = args.step_time_ms, [args.step_time_ms], args.batch
+        source = "given (--step_time_ms)"
+    else:
+        step_ms, step_times, step_batch = measure_step(conf, chunks, labels, args.step_batch,
+                                                       args.steps, args.step_threads)
+        source = (f"measured: paper MFCon config, raw batch {step_batch} x "
+                  f"{conf.dataset_args.num_frames} frames, fbank+fwd+bwd+Adam, "
+                  f"{args.step_threads} thread(s), median of {args.steps}")
+        print(f"CPU step: {step_ms:.0f} ms for {step_batch} chunks [load {load_avg()}]",
+              flush=True)
+    cpu_rate = step_batch / step_ms * 1000.0
+    gpu_rate = args.batch / args.gpu_step_ms * 1000.0
+    return dict(step_ms=step_ms, step_times_ms=step_times, step_batch=step_batch,
+                step_source=source, cpu_consumption_chunks_per_s=cpu_rate,
+                gpu_step_ms=args.gpu_step_ms, gpu_consumption_chunks_per_s=gpu_rate,
+                workers_for_cpu_step=cpu_rate / worker["worker_chunks_per_s"],
+                workers_for_gpu_step_estimate=gpu_rate / worker["worker_chunks_per_cpu_s"],
+                workers_for_gpu_step_estimate_wall=gpu_rate / worker["worker_chunks_per_s"])
+
+
+def get_args(argv):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--utts", type=int, default=20, help="wavs to generate")
@@ -165,143 +225,33 @@ def main(argv=None):
     p.add_argument("--gpu_step_ms", type=float, default=250.0,
                    help="assumed GPU step time for --batch chunks (estimate)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="write the results here")
-    add_force_option(p)
-    args = p.parse_args(argv)
-    require_idle(args.force)
-    cmd = command_line("bench_loader.py", argv)
+    add_bench_options(p)
+    return p.parse_args(argv)
 
+
+def main(argv=None):
+    args = get_args(argv)
+    record = start("loader", "bench_loader.py", argv, args.force)
     conf = load_train_config(CONF)
-    num_frames = conf.dataset_args.num_frames
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_avg()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
-          flush=True)
-    res = {"command": cmd}
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
-        t0 = time.perf_counter()
         data_dir = make_wav_set(tmp, args.utts, args.speakers, args.utt_dur, args.seed)
         noise_scp, rir_scp = generate_noise_set(os.path.join(tmp, "aug"), seed=args.seed)
-        print(f"generated {args.utts} x {args.utt_dur:g} s wavs and the synthetic noise/RIR "
-              f"set in {time.perf_counter() - t0:.1f} s", flush=True)
         augmentor = Augmentor({"aug_prob": args.aug_prob, "noise_scp": noise_scp,
                                "rir_scp": rir_scp})
-        spk2id = load_spk2id(data_dir)
-        dataset = SpeakerChunkDataset(data_dir, spk2id, num_frames=num_frames, data_type="raw",
+        dataset = SpeakerChunkDataset(data_dir, load_spk2id(data_dir),
+                                      num_frames=conf.dataset_args.num_frames, data_type="raw",
                                       augmentor=augmentor, speeds=SPEEDS)
-        print(f"{augmentor!r}", flush=True)
-
-        # ---- producer: one worker (one torch thread, as in a DataLoader worker)
-        torch.set_num_threads(1)
-        rng = np.random.default_rng(args.seed)
-        n_total = args.warmup + args.items
-        items = [(int(rng.integers(len(dataset))), int(rng.integers(2**31)),
-                  int(rng.integers(len(SPEEDS)))) for _ in range(n_total)]
-        time_items(dataset, items[:args.warmup])
-        load_before = load_avg()
-        t0, c0 = time.perf_counter(), time.process_time()
-        per_item, chunks, labels = time_items(dataset, items[args.warmup:])
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        chunk_len = chunks[0].shape[0]
-        worker_rate, worker_cpu_rate = len(per_item) / wall, len(per_item) / cpu
-        print(f"loader: {len(per_item)} chunks of {chunk_len} samples in {wall:.2f} s "
-              f"({worker_rate:.1f} chunks/s wall, {worker_cpu_rate:.1f} per CPU-s) "
-              f"[load {load_avg()}]", flush=True)
-        groups = collections.defaultdict(list)
-        for w, c, aug, speed in per_item:
-            groups[(aug, "1.0" if speed == 1.0 else "0.9/1.1")].append((w, c))
-        breakdown = []
-        for (aug, speed), vals in sorted(groups.items()):
-            ws, cs = [v[0] for v in vals], [v[1] for v in vals]
-            breakdown.append({"aug": aug, "speed": speed, "count": len(vals),
-                              "median_ms": statistics.median(ws), "mean_ms": statistics.mean(ws),
-                              "mean_cpu_ms": statistics.mean(cs)})
-        res.update(chunk_samples=chunk_len, num_frames=num_frames, items=len(per_item),
-                   worker_chunks_per_s=worker_rate, worker_chunks_per_cpu_s=worker_cpu_rate,
-                   loader_loadavg=f"{load_before} / {load_avg()}", breakdown=breakdown)
-
-        # ---- batched fbank of a training batch
-        reps = -(-args.batch // len(chunks))
-        wave_batch = torch.stack((chunks * reps)[:args.batch])           # (B, N) int16 scale
-        fb = Fbank(dither=1.0).train()
-        fbank_rows = []
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            with torch.no_grad():
-                fb(wave_batch)
-                ts = []
-                for _ in range(args.fbank_repeats):
-                    t0 = time.perf_counter()
-                    feats = fb(wave_batch)
-                    ts.append((time.perf_counter() - t0) * 1000.0)
-            ms = statistics.median(ts)
-            fbank_rows.append({"threads": threads, "ms_per_batch": ms,
-                               "chunks_per_s": args.batch / ms * 1000.0,
-                               "frames": int(feats.shape[1]), "loadavg": load_avg()})
-            print(f"fbank: batch {args.batch} -> {tuple(feats.shape)} in {ms:.1f} ms "
-                  f"({threads} thread(s))", flush=True)
-        res["fbank"] = fbank_rows
-
-        # ---- consumer: the CPU training step
-        if args.step_time_ms > 0:
-            step_ms, step_batch, step_src = args.step_time_ms, args.batch, "given (--step_time_ms)"
-            step_times = [step_ms]
-        else:
-            step_ms, step_times, step_batch = measure_step(
-                conf, chunks, labels, args.step_batch, args.steps, args.step_threads)
-            step_src = (f"measured: paper MFCon config, raw batch {step_batch} x {num_frames} "
-                        f"frames, fbank+fwd+bwd+Adam, {args.step_threads} thread(s), median of "
-                        f"{args.steps}")
-            print(f"CPU step: {step_ms:.0f} ms for {step_batch} chunks ({step_times}) "
-                  f"[load {load_avg()}]", flush=True)
-        cpu_rate = step_batch / step_ms * 1000.0
-        gpu_rate = args.batch / args.gpu_step_ms * 1000.0
-        res.update(step_ms=step_ms, step_times_ms=step_times, step_batch=step_batch,
-                   step_source=step_src, cpu_consumption_chunks_per_s=cpu_rate,
-                   gpu_step_ms=args.gpu_step_ms,
-                   gpu_consumption_chunks_per_s=gpu_rate,
-                   workers_for_cpu_step=cpu_rate / worker_rate,
-                   workers_for_gpu_step_estimate=gpu_rate / worker_cpu_rate,
-                   workers_for_gpu_step_estimate_wall=gpu_rate / worker_rate)
-
-    # ---- report
+        worker, chunks, labels = measure_producer(dataset, args)
+        record.update(worker, fbank=measure_fbank(chunks, args.batch, args.threads,
+                                                  args.fbank_repeats))
+        record.update(consumer_figures(args, conf, chunks, labels, worker))
+    record.update({k: getattr(args, k) for k in ("utts", "utt_dur", "aug_prob", "warmup",
+                                                 "batch")},
+                  num_frames=conf.dataset_args.num_frames, speeds=SPEEDS)
     print()
-    print(f"Raw-waveform data path, paper config ({num_frames}-frame chunks = "
-          f"{res['chunk_samples']} samples, speeds {SPEEDS}, aug_prob {args.aug_prob}; "
-          f"{args.utts} synthetic {args.utt_dur:g} s wavs, synthetic noise/music/babble/RIR set)")
-    print()
-    print("Producer, one worker (in-process, 1 torch thread), "
-          f"{res['items']} items after {args.warmup} warm-up items:")
-    print()
-    print(markdown_table(
-        ["augmentation", "speed", "items", "median ms/chunk", "mean ms/chunk", "mean CPU ms"],
-        [[b["aug"], b["speed"], b["count"], f"{b['median_ms']:.1f}", f"{b['mean_ms']:.1f}",
-          f"{b['mean_cpu_ms']:.1f}"] for b in breakdown]))
-    print()
-    rows = [["loader, 1 worker (all items)", f"{worker_rate:.1f} (wall), "
-             f"{worker_cpu_rate:.1f} (per CPU-second)", f"{1000.0 / worker_rate:.1f} ms/chunk",
-             res["loader_loadavg"]]]
-    for f in fbank_rows:
-        rows.append([f"fbank of the batch, {f['threads']} thread(s)",
-                     f"{f['chunks_per_s']:.0f}",
-                     f"{f['ms_per_batch']:.0f} ms / batch of {args.batch}", f["loadavg"]])
-    rows.append([f"CPU training step ({step_src})", f"{cpu_rate:.2f} consumed",
-                 f"{step_ms:.0f} ms / {step_batch} chunks", ""])
-    rows.append(["workers needed to feed the CPU step", f"{cpu_rate / worker_rate:.3f}",
-                 "consumption / per-worker rate (wall)", ""])
-    rows.append([f"ESTIMATE: GPU step {args.gpu_step_ms:g} ms per batch of {args.batch} "
-                 "(fbank on GPU)", f"{gpu_rate:.0f} consumed", "assumed, not measured", ""])
-    rows.append(["ESTIMATE: workers needed to feed that GPU step",
-                 f"{math.ceil(gpu_rate / worker_cpu_rate)} "
-                 f"({gpu_rate / worker_cpu_rate:.1f}; {gpu_rate / worker_rate:.1f} by wall rate)",
-                 "GPU rate / per-worker CPU-time rate, one free core per worker", ""])
-    print(markdown_table(["stage", "chunks/s", "time", "load avg (before / after)"], rows))
-    print()
-    print("The GPU rows are estimates: they assume linear scaling over workers with a free CPU "
-          "core each, wavs in the page cache (real corpora add decoding and disk I/O: "
-          "VoxCeleb2 m4a converted to wav, MUSAN/RIR files much larger than this set), and "
-          "the fbank done on the GPU in the training loop, as wespeaker_mfcon does.")
-    print()
-    finish_report(args.threads, cmd, args.json, res)
+    print(render_loader(finish(record, args.json, args.threads)))
 
 
 if __name__ == "__main__":

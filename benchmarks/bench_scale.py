@@ -8,21 +8,24 @@
 A synthetic VoxCeleb2-shaped list: --sizes utterances over 5,994 speakers (per-speaker counts
 drawn multinomially with log-normal weights; 1,092,009 = VoxCeleb2 dev, ~182 per speaker;
 smaller sizes have proportionally fewer per speaker). For each size:
-  1. the epoch build of PKBatchSampler (P 50, K 4, 3 speeds, as the paper config) on rank 0
-     of world sizes 1 and 4, and the streaming PKBatcher of data_type shard (shuffle buffer
-     1000, batcher buffer 1500) fed the labels of one rank's 1/world of the utterances (no
-     audio): wall time, then peak Python memory (tracemalloc, in a second run);
+  1. the epoch build of the P x K batch sampler (dataset.sampler.build_sampler: P 50, K 4,
+     3 speeds, as the paper config) on rank 0 of world sizes 1 and 4, and the streaming P x K
+     batcher of data_type shard (shuffle buffer 1000, batcher buffer 1500; analysis.
+     shard_batching.batch_structure) fed the labels of one rank's 1/world of the utterances
+     (no audio): wall time, then peak Python memory (tracemalloc, in a second run);
   2. stage 0 (voxceleb.prepare_sets, nj 1 and 2) on a tree of that many tiny real wav files
      (0.1 s), for sizes up to --stage0_max (the files are created first, untimed).
 Once (not per size):
   3. shard write throughput (shard_writer.write_shards, nj 1 and 2) on --write_utts real 0.5 s
      wavs and on --read_utts 8 s wavs, extrapolated (NOT measured) to VoxCeleb2 dev;
-  4. shard read throughput per worker: ShardStream of the paper shard config in this process
-     (1 torch thread, as one loader worker) on the 8 s shards, without and with augmentation
+  4. shard read throughput per worker: the training loader of the paper shard config
+     (training.builders.build_loader, data_type shard) with no worker processes, i.e. in this
+     process (1 torch thread, as one loader worker), on the 8 s shards, without and with
+     augmentation
      (the synthetic noise/music/babble/RIR set of synth/noise.py, aug_prob 0.6), against an
      ASSUMED GPU step of --gpu_step_ms for a batch of 200;
   5. cosine scoring and AS-norm (top 300) at VoxCeleb1-H size: --trials over --score_utts
-     utterances, 6,000 cohort speakers, run through benchmarks/bench_asnorm.py.
+     utterances, 6,000 cohort speakers: benchmarks/bench_asnorm.py run with --json.
 --batching_only prints just the shard batches' structure (counts, no times, so no idle
 machine needed) for shards in a plain shuffled order and in speaker runs of --group_size
 (shard_writer.speaker_runs), with shuffle buffers of 1000 and 1: topped-up batches, distinct
@@ -30,16 +33,16 @@ utterances per batch of 200 (the rest are other crops of the same files) and dis
 over 10 consecutive batches (of 500 slots).
 "Per-utt ratio" = (time per utterance at this size) / (time per utterance at the previous
 size): ~1 means linear, > 1 super-linear. All files live in the page cache (freshly written):
-real disks add I/O.
+real disks add I/O. The tables are speed_tables.render_scale's.
 """
 
 import argparse
-import contextlib
+import dataclasses
 import io
 import json
 import os
-import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,27 +52,21 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, load_avg, start
+from wespeaker_mfcon.analysis.shard_batching import batch_structure
+from wespeaker_mfcon.analysis.speed_tables import render_scale
+from wespeaker_mfcon.config import aug_args_from, load_train_config
+from wespeaker_mfcon.dataset.dataset import load_spk2id
+from wespeaker_mfcon.dataset.sampler import build_sampler, global_batches
+from wespeaker_mfcon.dataset.shard_writer import speaker_runs, write_shards
+from wespeaker_mfcon.dataset.voxceleb import prepare_sets
+from wespeaker_mfcon.synth.noise import generate_noise_set
+from wespeaker_mfcon.training.builders import build_loader
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.file_utils import write_table
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks import bench_asnorm  # noqa: E402
-from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
-                               markdown_table, require_idle)
-from wespeaker_mfcon.dataset.augment import Augmentor  # noqa: E402
-from wespeaker_mfcon.dataset.dataset import load_spk2id  # noqa: E402
-from wespeaker_mfcon.dataset.sampler import PKBatchSampler  # noqa: E402
-from wespeaker_mfcon.dataset.shard_writer import speaker_runs, write_shards  # noqa: E402
-from wespeaker_mfcon.dataset.shards import (PKBatcher, ShardStream, read_shard_list,  # noqa: E402
-                                            shuffle_buffer, steps_per_epoch)
-from wespeaker_mfcon.dataset.voxceleb import prepare_sets  # noqa: E402
-from wespeaker_mfcon.synth.noise import generate_noise_set  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.config import load_train_config  # noqa: E402
-from wespeaker_mfcon.utils.file_utils import write_table  # noqa: E402
-
-CONF = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf",
+CONF = os.path.join(os.path.dirname(HERE), "examples", "voxceleb", "v2_mfcon", "conf",
                     "mfa_conformer_mfcon_shard.yaml")
 SR = 16000
 NUM_SPK = 5994
@@ -90,6 +87,11 @@ def vox2_labels(n, seed=0):
     return np.repeat(np.arange(len(counts)), counts)
 
 
+def steps_per_epoch(num_utts, world):
+    """Batches per rank and epoch of P x K batches (the samplers' and the shard loader's)."""
+    return global_batches(num_utts, P * K, world) // world
+
+
 def timed_and_peak(fn):
     """(wall s, peak MB, result) of fn(): timed plainly, then run again under tracemalloc."""
     t0 = time.perf_counter()
@@ -103,38 +105,12 @@ def timed_and_peak(fn):
     return wall, peak, result
 
 
-def sampler_epoch(labels, world):
-    """Rank 0's batches of one epoch (the items, with their seeds) of PKBatchSampler."""
-    sampler = PKBatchSampler(labels, P, K, seed=0, rank=0, world_size=world, num_speeds=SPEEDS)
+def sampler_epoch(labels, world, ds_args):
+    """Rank 0's batches of one epoch (the items, with their seeds) of the P x K sampler."""
+    sampler = build_sampler(labels, ds_args, num_speeds=SPEEDS, seed=0, rank=0,
+                            world_size=world)
     sampler.set_epoch(0)
     return sum(1 for _ in sampler)
-
-
-def batcher_epoch(samples, steps, shuffle_size=1000, buffer_size=1500, window=None):
-    """The shard stream's batch structure for one rank's samples, no audio: (batches,
-    topped up, mean distinct utterances per batch), plus the mean distinct speakers over
-    `window` consecutive batches when window is given. Stops at steps batches, as ShardLoader
-    does (one pass here, never cycles: fewer batches than steps means the stream would have
-    begun a second pass)."""
-    rng = np.random.default_rng(0)
-    batcher = PKBatcher(P, K, buffer_size, rng)
-    batcher.fit_to(len(samples))       # as the stream does after its first pass
-    batches = topped = distinct = 0
-    recent, spread = [], []
-    for sample in shuffle_buffer(iter(samples), shuffle_size, rng):
-        for groups in batcher.push(sample):
-            batches += 1
-            topped += batcher.topped_up
-            distinct += len({s[0] for group in groups for s in group})
-            rng.integers(2**31, size=len(groups) * (K + 1))   # the stream's speed/seed draws
-            recent.append({group[0][1] for group in groups})
-            if window and len(recent) == window:
-                spread.append(len(set().union(*recent)))
-                recent = []
-        if batches >= steps:
-            break
-    result = (batches, topped, distinct / max(batches, 1))
-    return result + (float(np.mean(spread)),) if window else result
 
 
 def per_utt_ratios(rows, key, n_key="utts", time_key="s"):
@@ -150,27 +126,26 @@ def per_utt_ratios(rows, key, n_key="utts", time_key="s"):
 
 
 def measure_sampling(sizes, worlds=(1, 4)):
+    ds_args = load_train_config(CONF).dataset_args           # P 50, K 4, sampler pk
     rows = []
     for n in sizes:
         labels = vox2_labels(n)
         order = np.random.default_rng(1).permutation(n)           # shard order: mixed
         for world in worlds:
-            wall, peak, batches = timed_and_peak(lambda: sampler_epoch(labels, world))
+            wall, peak, batches = timed_and_peak(lambda: sampler_epoch(labels, world, ds_args))
             rows.append(dict(what="PKBatchSampler", world=world, utts=n, s=wall, peak_mb=peak,
                              batches=batches, topped=0, distinct=P * K))
             print(f"sampler n={n} world={world}: {wall:.2f} s, {peak:.1f} MB [load {load_avg()}]",
                   flush=True)
         for world in worlds:
-            mine = order[0::world]
-            samples = [(f"u{i}", int(labels[i]), None, "") for i in mine]
-            steps = steps_per_epoch(n, P * K, world)
-            wall, peak, (batches, topped, distinct) = timed_and_peak(
-                lambda: batcher_epoch(samples, steps))
+            mine, steps = labels[order[0::world]], steps_per_epoch(n, world)
+            wall, peak, got = timed_and_peak(lambda: batch_structure(mine, steps, P, K))
             rows.append(dict(what="PKBatcher (shard stream)", world=world, utts=n, s=wall,
-                             peak_mb=peak, batches=batches, topped=topped, distinct=distinct))
-            print(f"batcher n={n} world={world}: {wall:.2f} s, {peak:.1f} MB, {batches}/{steps} "
-                  f"batches, {topped} topped up, {distinct:.1f} distinct utts/batch "
-                  f"[load {load_avg()}]", flush=True)
+                             peak_mb=peak, batches=got["batches"], topped=got["topped"],
+                             distinct=got["distinct"]))
+            print(f"batcher n={n} world={world}: {wall:.2f} s, {peak:.1f} MB, {got['batches']}/"
+                  f"{steps} batches, {got['topped']} topped up, {got['distinct']:.1f} distinct "
+                  f"utts/batch [load {load_avg()}]", flush=True)
     for row in rows:
         row["key"] = f"{row['what']} {row['world']}"
     return per_utt_ratios(rows, "key")
@@ -188,14 +163,14 @@ def measure_batching(n, group_size, variants=((1, 1000), (1, 1), (None, 1000), (
         rng = np.random.default_rng(777)
         order = ([utts[i] for i in rng.permutation(n)] if group == 1
                  else speaker_runs(utts, spks, group, rng))
-        samples = [(utt, spks[utt], None, "") for utt in order]
-        batches, topped, distinct, speakers = batcher_epoch(
-            samples, steps_per_epoch(n, P * K, 1), shuffle_size, window=10)
-        rows.append(dict(utts=n, group_size=group, shuffle_size=shuffle_size, batches=batches,
-                         topped=topped, distinct=distinct, speakers_per_10=speakers))
-        print(f"batching n={n} group {group} shuffle {shuffle_size}: {topped}/{batches} topped "
-              f"up, {distinct:.1f} distinct utts, {speakers:.0f} speakers per 10 batches",
-              flush=True)
+        got = batch_structure([spks[utt] for utt in order], steps_per_epoch(n, 1), P, K,
+                              shuffle_size, window=10)
+        rows.append(dict(utts=n, group_size=group, shuffle_size=shuffle_size,
+                         batches=got["batches"], topped=got["topped"],
+                         distinct=got["distinct"], speakers_per_10=got["speakers_per_window"]))
+        print(f"batching n={n} group {group} shuffle {shuffle_size}: {got['topped']}/"
+              f"{got['batches']} topped up, {got['distinct']:.1f} distinct utts, "
+              f"{got['speakers_per_window']:.0f} speakers per 10 batches", flush=True)
     return rows
 
 
@@ -250,17 +225,32 @@ def measure_write(tmp, sets, njs=(1, 2)):
     return rows, dirs
 
 
-def measure_read(tmp, data_dir, batches, gpu_step_ms):
-    """Chunks/s of one worker's ShardStream (paper shard config), without and with aug."""
+def shard_loader(data_dir, aug):
+    """The training loader of the paper shard config on data_dir, in this process; aug: None
+    or the aug_args mapping."""
     conf = load_train_config(CONF)
+    conf.dataloader_args = dataclasses.replace(conf.dataloader_args, num_workers=0,
+                                               pin_memory=False)
+    conf.dataset_args.aug_args = None if aug is None else aug_args_from(aug)
+    return build_loader(conf, data_dir, load_spk2id(data_dir), rank=0, world_size=1)[0]
+
+
+def loader_batches(loader):
+    """Batches (chunks, labels) of the loader, epoch after epoch."""
+    for epoch in range(10**9):
+        loader.set_epoch(epoch)
+        yield from loader
+
+
+def measure_read(tmp, data_dir, batches, gpu_step_ms):
+    """Chunks/s of one worker reading the shards (paper shard config), without and with aug."""
     noise_scp, rir_scp = generate_noise_set(os.path.join(tmp, "aug"), seed=0)
-    spk2id, shards = load_spk2id(data_dir), read_shard_list(data_dir)
     torch.set_num_threads(1)
     rows = []
     for name, aug in (("none", None), ("aug_prob 0.6 (noise/music/babble/RIR)",
-                      Augmentor({"aug_prob": 0.6, "noise_scp": noise_scp, "rir_scp": rir_scp}))):
-        stream = iter(ShardStream(shards, spk2id, conf, rank=0, world_size=1, augmentor=aug))
-        next(stream)                                  # first pass fills the buffers; warm-up
+                      {"aug_prob": 0.6, "noise_scp": noise_scp, "rir_scp": rir_scp})):
+        stream = loader_batches(shard_loader(data_dir, aug))
+        next(stream)                                  # the first fill of the buffers; warm-up
         t0, c0, chunks = time.perf_counter(), time.process_time(), 0
         for _ in range(batches):
             chunks += next(stream)[0].shape[0]
@@ -271,7 +261,7 @@ def measure_read(tmp, data_dir, batches, gpu_step_ms):
                          workers=gpu_rate / (chunks / cpu)))
         print(f"read aug={name}: {chunks} chunks in {wall:.2f} s [load {load_avg()}]",
               flush=True)
-    return rows, conf.dataset_args.num_frames
+    return rows, load_train_config(CONF).dataset_args.num_frames
 
 
 def make_tree(root, n, seconds=0.1):
@@ -305,102 +295,23 @@ def measure_stage0(tmp, sizes, njs=(1, 2)):
     return per_utt_ratios(rows, "key")
 
 
-def measure_scoring(trials, utts, speakers, force):
-    """bench_asnorm.main at this size (random embeddings, dim 192, top 300): its seconds."""
+def measure_scoring(tmp, trials, utts, speakers, force):
+    """benchmarks/bench_asnorm.py at this size (random embeddings, dim 192, top 300): its
+    record's seconds."""
     argv = ["--trials", str(trials), "--utts", str(utts), "--speakers", str(speakers),
             "--check", "0"] + (["--force"] if force else [])
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        bench_asnorm.main(argv)
-    text = out.getvalue()
-    cos = float(re.search(r"cosine scoring:\s+([\d.]+) s", text).group(1))
-    norm = float(re.search(r"asnorm normalization:\s+([\d.]+) s", text).group(1))
-    print(f"scoring: cosine {cos:.2f} s, asnorm {norm:.2f} s [load {load_avg()}]", flush=True)
-    return dict(trials=trials, utts=utts, speakers=speakers, cosine_s=cos, asnorm_s=norm,
-                command="python benchmarks/bench_asnorm.py " + " ".join(argv))
-
-
-# ------------------------------------------------------------------------------------ report
-
-
-def _ratio(r):
-    return "-" if r is None else f"{r:.2f}"
-
-
-def report_sampling(rows):
-    print("**1. Epoch build per rank** (P 50 x K 4, 3 speeds; time and peak tracemalloc MB of "
-          "rank 0; the batcher gets 1/world of the utterances, labels only)")
-    print()
-    print(markdown_table(
-        ["what", "world", "utterances", "s", "us/utt", "per-utt ratio", "peak MB",
-         "batches (topped up)", "distinct utts / batch of 200"],
-        [[r["what"], r["world"], f"{r['utts']:,}", f"{r['s']:.2f}", f"{r['us_per_utt']:.2f}",
-          _ratio(r["ratio"]), f"{r['peak_mb']:.1f}", f"{r['batches']} ({r['topped']})",
-          f"{r['distinct']:.1f}"]
-         for r in rows]))
-    print()
-
-
-def report_batching(rows):
-    print(f"**Shard batches at VoxCeleb2 shape** (P {P} x K {K}, batcher buffer 1500, world 1, "
-          "one epoch; counts, not times)")
-    print()
-    print(markdown_table(
-        ["utterances", "shard order", "shuffle_size", "topped-up batches",
-         f"distinct utts / batch of {P * K}", f"distinct speakers / 10 batches (of {10 * P})"],
-        [[f"{r['utts']:,}", "plain shuffle" if r["group_size"] == 1
-          else f"speaker runs of {r['group_size']}", r["shuffle_size"],
-          f"{r['topped']} of {r['batches']}", f"{r['distinct']:.1f}",
-          f"{r['speakers_per_10']:.0f}"] for r in rows]))
-    print()
-
-
-def report_write(rows):
-    print(f"**3. Shard write** (write_shards, page-cache-hot wavs; last columns EXTRAPOLATED "
-          f"to VoxCeleb2 dev, {VOX2_UTTS:,} utts x {VOX2_MEAN_S} s = "
-          f"{VOX2_UTTS * VOX2_MEAN_S * 2 * SR / 1e9:.0f} GB of wav)")
-    print()
-    print(markdown_table(
-        ["wavs", "MB", "nj", "s", "utts/s", "MB/s", "VoxCeleb2 h (by MB/s)",
-         "VoxCeleb2 h (by utts/s)"],
-        [[r["set"], f"{r['mb']:.0f}", r["nj"], f"{r['s']:.2f}", f"{r['utt_per_s']:.0f}",
-          f"{r['mb_per_s']:.0f}", f"{r['vox2_h_by_mb']:.2f}", f"{r['vox2_h_by_utt']:.2f}"]
-         for r in rows]))
-    print()
-
-
-def report_read(rows, num_frames, gpu_step_ms, utts):
-    print(f"**4. Shard read, one worker** (ShardStream, paper shard config, {num_frames}-frame "
-          f"chunks, speeds 0.9/1.0/1.1, 1 torch thread; {utts} x 8 s wavs; GPU step of "
-          f"{gpu_step_ms:g} ms per batch of 200 ASSUMED)")
-    print()
-    print(markdown_table(
-        ["augmentation", "chunks", "s", "chunks/s (wall)", "chunks per CPU-s",
-         "GPU step consumes chunks/s", "workers to feed it"],
-        [[r["aug"], r["chunks"], f"{r['s']:.2f}", f"{r['per_s']:.1f}", f"{r['per_cpu_s']:.1f}",
-          f"{r['gpu_rate']:.0f}", f"{r['workers']:.1f}"] for r in rows]))
-    print()
-
-
-def report_stage0(rows):
-    print("**2. Stage 0** (prepare_sets on a tree of tiny 0.1 s wavs, files just written so in "
-          "the page cache)")
-    print()
-    print(markdown_table(
-        ["files", "nj", "s", "files/s", "us/file", "per-file ratio"],
-        [[f"{r['utts']:,}", r["nj"], f"{r['s']:.2f}", f"{r['files_per_s']:.0f}",
-          f"{r['us_per_utt']:.0f}", _ratio(r["ratio"])] for r in rows]))
-    print()
-
-
-def report_scoring(res):
-    print(f"**5. Scoring at VoxCeleb1-H size** ({res['command']})")
-    print()
-    print(markdown_table(
-        ["trials", "utterances", "cohort speakers", "cosine s", "AS-norm (top 300) s"],
-        [[f"{res['trials']:,}", f"{res['utts']:,}", f"{res['speakers']:,}",
-          f"{res['cosine_s']:.2f}", f"{res['asnorm_s']:.2f}"]]))
-    print()
+    out = os.path.join(tmp, "asnorm.json")
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "bench_asnorm.py"), *argv,
+                           "--json", out], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench_asnorm.py failed: {proc.stderr[-2000:]}")
+    with open(out, encoding="utf-8") as f:
+        res = json.load(f)
+    print(f"scoring: cosine {res['cosine_s']:.2f} s, asnorm {res['norm_s']:.2f} s "
+          f"[load {load_avg()}]", flush=True)
+    return dict(trials=trials, utts=utts, speakers=speakers, cosine_s=res["cosine_s"],
+                asnorm_s=res["norm_s"], command="python benchmarks/bench_asnorm.py "
+                + " ".join(argv))
 
 
 def get_args(argv=None):
@@ -417,50 +328,38 @@ def get_args(argv=None):
     p.add_argument("--trials", type=int, default=550_000)
     p.add_argument("--score_utts", type=int, default=153_516, help="all of VoxCeleb1")
     p.add_argument("--cohort", type=int, default=6000)
-    p.add_argument("--json", help="write the results here")
     p.add_argument("--batching_only", action="store_true",
                    help="only the shard batch structure (counts) for each of --sizes")
     p.add_argument("--group_size", type=int, default=K,
                    help="speaker runs of the grouped shard order (--batching_only)")
-    add_force_option(p)
+    add_bench_options(p)
     return p.parse_args(argv)
-
-
-def main_batching(args, cmd):
-    rows = [row for n in args.sizes for row in measure_batching(n, args.group_size)]
-    print()
-    report_batching(rows)
-    print(f"command: {cmd}")          # counts only: no load note needed
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"command": cmd, "batching": rows}, f, indent=2)
 
 
 def main(argv=None):
     args = get_args(argv)
-    cmd = command_line("bench_scale.py", argv)
+    record = start("scale", "bench_scale.py", argv, args.force,
+                   timed=not args.batching_only)       # counts only: no idle machine needed
     if args.batching_only:
-        return main_batching(args, cmd)
-    require_idle(args.force)
+        record["batching"] = [row for n in args.sizes
+                              for row in measure_batching(n, args.group_size)]
+        print()
+        print(render_scale(finish(record, args.json)))
+        return
     print(f"{os.cpu_count()} CPUs, load average {load_avg()}", flush=True)
-    res = {"command": cmd}
-    res["sampling"] = measure_sampling(args.sizes)
+    record["sampling"] = measure_sampling(args.sizes)
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
-        res["stage0"] = measure_stage0(tmp, [n for n in args.sizes if n <= args.stage0_max])
+        record["stage0"] = measure_stage0(tmp, [n for n in args.sizes if n <= args.stage0_max])
         sets = [("short", args.write_utts, 0.5, 100), ("long", args.read_utts, 8.0, 80)]
-        res["write"], dirs = measure_write(tmp, sets)
-        res["read"], num_frames = measure_read(tmp, dirs["long"], args.read_batches,
-                                               args.gpu_step_ms)
-    res["scoring"] = measure_scoring(args.trials, args.score_utts, args.cohort, args.force)
-    res["load_after"] = load_avg()
+        record["write"], dirs = measure_write(tmp, sets)
+        record["read"], record["num_frames"] = measure_read(tmp, dirs["long"],
+                                                            args.read_batches,
+                                                            args.gpu_step_ms)
+        record["scoring"] = measure_scoring(tmp, args.trials, args.score_utts, args.cohort,
+                                            args.force)
+    record.update(gpu_step_ms=args.gpu_step_ms, read_utts=args.read_utts)
     print()
-    report_sampling(res["sampling"])
-    report_stage0(res["stage0"])
-    report_write(res["write"])
-    report_read(res["read"], num_frames, args.gpu_step_ms, args.read_utts)
-    report_scoring(res["scoring"])
-    print(f"load average at the end: {res['load_after']}")
-    finish_report([1], cmd, args.json, res)
+    print(render_scale(finish(record, args.json)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Stage 3 and 5 as users run them: extract.sh from .pt and .onnx, ONNX parity, sherpa-onnx."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -62,6 +63,16 @@ def test_onnx_has_sherpa_metadata(exp):
     assert meta["output_dim"] == "16" and meta["sample_rate"] == "16000"
     assert meta["framework"] == "wespeaker" and meta["normalize_samples"] == "0"
     assert meta["feature_normalize_type"] == "global-mean" and "language" in meta
+
+
+def test_onnx_nodes_carry_no_stack_traces_of_this_install(exp):
+    import onnx
+
+    import wespeaker_mfcon
+    path = exp / "models/avg_model.onnx"
+    assert not [n.name for n in onnx.load(str(path)).graph.node if n.metadata_props]
+    source_dir = os.path.dirname(wespeaker_mfcon.__file__).encode()
+    assert source_dir not in path.read_bytes()
 
 
 def test_extract_sh_from_pt_and_onnx_agree(exp):

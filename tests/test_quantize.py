@@ -11,16 +11,14 @@ import pytest
 import torch
 import yaml
 
-from conftest import RECIPE, ROOT, python_env, write_tree
-
-sys.path.insert(0, ROOT)
-from benchmarks.profile_onnx import op_profile, profile_table  # noqa: E402
-from train_utils import TINY_MODEL  # noqa: E402
-from wespeaker_mfcon.export.onnx import export_experiment  # noqa: E402
-from wespeaker_mfcon.apps.embedder import load_model  # noqa: E402
-from wespeaker_mfcon.models import build_model  # noqa: E402
-from wespeaker_mfcon.export.quantize import calibration_feats, quantize_int8, select_nodes  # noqa: E402
-from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
+from conftest import RECIPE, python_env, write_tree
+from train_utils import TINY_MODEL
+from wespeaker_mfcon.analysis.onnx_profile import op_profile, profile_table
+from wespeaker_mfcon.apps.embedder import load_model
+from wespeaker_mfcon.export.onnx import export_experiment
+from wespeaker_mfcon.export.quantize import calibration_feats, quantize_int8, select_nodes
+from wespeaker_mfcon.models import build_model
+from wespeaker_mfcon.utils.errors import UserError
 
 
 @pytest.fixture(scope="module")

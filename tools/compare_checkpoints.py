@@ -9,16 +9,12 @@ exits 1.
 """
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
+import torch
 
-import torch  # noqa: E402
-
-from wespeaker_mfcon.utils.checkpoint import load_checkpoint  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
+from wespeaker_mfcon.utils.checkpoint import load_checkpoint
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def tensors(state):

@@ -10,13 +10,10 @@ The output is byte-identical for a given --seed, whatever --jobs.
 """
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
-
-from wespeaker_mfcon.synth.mini_corpus import DEFAULTS, make_corpus  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
+from wespeaker_mfcon.synth.mini_corpus import DEFAULTS, make_corpus
+from wespeaker_mfcon.utils.entrypoint import run_main
 
 
 def get_parser():

@@ -11,13 +11,10 @@ take its presence as the mark of a finished stage.
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
-
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
-from wespeaker_mfcon.utils.file_utils import atomic_write  # noqa: E402
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.file_utils import atomic_write
 
 
 def read_parts(paths):

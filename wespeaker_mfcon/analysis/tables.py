@@ -36,7 +36,16 @@ def measured_on(data):
 def renderers():
     """{report name: render(data) -> markdown}; each renderer sits beside the code that writes
     its JSON (imported here, on use)."""
-    from wespeaker_mfcon.analysis import summarize_comparison
+    from wespeaker_mfcon.analysis import speed_tables, summarize_comparison
     return {
         "comparison": summarize_comparison.render_docs_table,
+        "speed_asnorm": speed_tables.render_asnorm,
+        "speed_batched_extract": speed_tables.render_batched_extract,
+        "speed_extract": speed_tables.render_extract,
+        "speed_loader": speed_tables.render_loader,
+        "speed_onnx_profile": speed_tables.render_onnx_profile,
+        "speed_quantize": speed_tables.render_quantize,
+        "speed_scale": speed_tables.render_scale,
+        "speed_train_step": speed_tables.render_train_step,
+        "speed_weighting": speed_tables.render_weighting,
     }

@@ -1,5 +1,6 @@
 """`wespeaker-mfcon` console script: embeddings and scores for wav files.
 
+  wespeaker-mfcon --version
   wespeaker-mfcon embed   --model exp/E  a.wav b.wav [--out embs.npy]
   wespeaker-mfcon compare --model exp/E/models/avg_model.onnx a.wav b.wav [--p_target P]
                           [--threshold T]
@@ -16,6 +17,7 @@ import sys
 
 import numpy as np
 
+from wespeaker_mfcon import __version__
 from wespeaker_mfcon.apps.embedder import load_model
 from wespeaker_mfcon.utils.entrypoint import probability, run_main
 
@@ -23,6 +25,7 @@ from wespeaker_mfcon.utils.entrypoint import probability, run_main
 def get_args(argv=None):
     parser = argparse.ArgumentParser(prog="wespeaker-mfcon", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     embed = sub.add_parser("embed", help="print (or save) one embedding per wav")
     embed.add_argument("wavs", nargs="+")
