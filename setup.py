@@ -21,6 +21,7 @@ setup(
         "onnxruntime",
         "webdataset",
         "imageio-ffmpeg",
+        "usearch",
     ],
     extras_require={"test": ["pytest", "kaldi-native-fbank", "sherpa-onnx"]},
     entry_points={"console_scripts": ["wespeaker-mfcon=wespeaker_mfcon.apps.cli:entry"]},
