@@ -4,8 +4,11 @@ All embeddings are unit length, so the cosine is a dot product.
 
 * exact: scores = embeddings (N, E) @ query (E,), the k best by argpartition. O(N E) per query,
   no approximation; the (N, E) matrix is read from the database once and again after a write.
-* index: a usearch HNSW graph (inner-product metric) over the same vectors. Its cost grows
-  about as log N, but it is approximate (recall@1 below 1) and must be built and kept.
+* index: a usearch HNSW graph (inner-product metric) over the same vectors quantized to int8
+  (a quarter of the memory, faster to build). Its cost grows about as log N, but it is
+  approximate (recall@1 below 1) and must be built and kept. Its RERANK best candidates are
+  scored again exactly with their float32 embeddings from the database, so the cosines it
+  returns are exact and only the choice of candidates is approximate.
 
 method "auto" uses the index from INDEX_MIN_SPEAKERS speakers on: the size where a query through
 the index became faster than exact search (benchmarks/bench_speaker_db.py, the crossover row of
@@ -36,8 +39,9 @@ log = logging.getLogger(__name__)
 
 INDEX_MIN_SPEAKERS = 20000     # "auto" switches to the index here (measured crossover)
 CONNECTIVITY = 16              # HNSW graph degree (usearch's M)
-EXPANSION_ADD = 128            # candidate list while building
-EXPANSION_SEARCH = 64          # candidate list while searching: recall against speed
+EXPANSION_ADD = 64             # candidate list while building
+EXPANSION_SEARCH = 256         # candidate list while searching: recall against speed
+RERANK = 10                    # index candidates scored exactly
 SAVE_FRACTION = 0.01
 METHODS = ("auto", "exact", "index")
 
@@ -81,7 +85,7 @@ class IndexSearch:
         from usearch.index import Index
 
         self.db, self.threads, self.gen, self.index, self.saved = db, threads, None, None, None
-        self._new = lambda: Index(ndim=db.dim, metric="ip", dtype="f32",
+        self._new = lambda: Index(ndim=db.dim, metric="ip", dtype="i8",
                                   connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
                                   expansion_search=expansion_search)
         self.expansion_search = expansion_search
@@ -137,10 +141,22 @@ class IndexSearch:
         k = min(k, len(self.index))
         if k == 0:
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
-        matches = self.index.search(queries, k, threads=self.threads)
-        keys, distances = np.atleast_2d(matches.keys), np.atleast_2d(matches.distances)
-        k = int(np.min(getattr(matches, "counts", keys.shape[1])))   # fewer: a thin graph
-        return keys[:, :k].astype(np.int64), (1.0 - distances[:, :k]).astype(np.float32)
+        matches = self.index.search(queries, max(k, RERANK), threads=self.threads)
+        keys = np.atleast_2d(matches.keys)
+        counts = np.atleast_1d(getattr(matches, "counts", keys.shape[1]))
+        found = [self._rerank(q, row[:n], k) for q, row, n in zip(queries, keys, counts)]
+        k = min(len(ids) for ids, _ in found)       # fewer: a thin graph or a removal meanwhile
+        return (np.stack([ids[:k] for ids, _ in found]),
+                np.stack([cos[:k] for _, cos in found]).astype(np.float32))
+
+    def _rerank(self, query, keys, k):
+        """Candidates (n,) of one query -> the k best ids and their exact cosines."""
+        stored = self.db.embeddings_of(keys)
+        ids = np.array([i for i in keys if i in stored], np.int64)
+        cosines = (np.stack([stored[i] for i in ids]) @ query if len(ids)
+                   else np.zeros(0, np.float32))
+        order = np.argsort(-cosines, kind="stable")[:k]
+        return ids[order], cosines[order]
 
 
 def build_index(index, ids, embeddings):

@@ -176,19 +176,25 @@ class SpeakerDB:
         if embs.shape[1] != dim or len(paths) != len(embs):
             raise ValueError(f"{name}: embeddings {embs.shape} for {len(paths)} paths, dim {dim}")
         row = self.conn.execute("SELECT id FROM speakers WHERE name = ?", (name,)).fetchone()
+        if row is None:                         # new: its mean is that of these embeddings
+            sid = self.conn.execute(
+                "INSERT INTO speakers (name, embedding, count, gen) VALUES (?, ?, ?, ?) "
+                "RETURNING id", (name, to_blob(unit(unit(embs).mean(axis=0))), len(embs), gen)
+            ).fetchone()[0]
+        self._insert_enrollments(sid if row is None else row[0], embs, paths)
         if row is None:
-            row = self.conn.execute("INSERT INTO speakers (name, embedding, count, gen) "
-                                    "VALUES (?, x'', 0, ?) RETURNING id", (name, gen)).fetchone()
-        sid = row[0]
+            return SpeakerInfo(name, len(embs))
+        blobs = [b for (b,) in self.conn.execute(
+            "SELECT embedding FROM enrollments WHERE speaker_id = ?", (row[0],))]
+        mean = unit(unit(from_blobs(blobs, dim)).mean(axis=0))
+        self.conn.execute("UPDATE speakers SET embedding = ?, count = ?, gen = ? WHERE id = ?",
+                          (to_blob(mean), len(blobs), gen, row[0]))
+        return SpeakerInfo(name, len(blobs))
+
+    def _insert_enrollments(self, sid, embs, paths):
         self.conn.executemany(
             "INSERT INTO enrollments (speaker_id, path, embedding) VALUES (?, ?, ?)",
             [(sid, os.path.abspath(p), to_blob(e)) for p, e in zip(paths, embs)])
-        blobs = [b for (b,) in self.conn.execute(
-            "SELECT embedding FROM enrollments WHERE speaker_id = ?", (sid,))]
-        mean = unit(unit(from_blobs(blobs, dim)).mean(axis=0))
-        self.conn.execute("UPDATE speakers SET embedding = ?, count = ?, gen = ? WHERE id = ?",
-                          (to_blob(mean), len(blobs), gen, sid))
-        return SpeakerInfo(name, len(blobs))
 
     def remove(self, names):
         """Remove speakers (and their enrollments), all or none: an unknown name is a
@@ -263,6 +269,13 @@ class SpeakerDB:
             yield
         finally:
             self.conn.execute("COMMIT")
+
+    def embeddings_of(self, ids):
+        """{id: embedding (E,) float32} of those of the given speaker ids that exist."""
+        ids = [int(i) for i in ids]
+        marks = ",".join("?" * len(ids))
+        return {i: np.frombuffer(b, "<f4") for i, b in self.conn.execute(
+            f"SELECT id, embedding FROM speakers WHERE id IN ({marks})", ids)}
 
     def names(self, ids):
         """{id: name} of the given speaker ids (those that exist)."""
