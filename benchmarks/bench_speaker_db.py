@@ -40,8 +40,8 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
-                               require_idle)
+from benchmarks.common import (  # noqa: E402
+    add_force_option, command_line, finish_report, load_avg, require_idle)
 from wespeaker_mfcon.analysis import speaker_db_scale  # noqa: E402
 from wespeaker_mfcon.apps.search import SpeakerSearch, index_files  # noqa: E402
 from wespeaker_mfcon.apps.speaker_db import SpeakerDB  # noqa: E402
@@ -63,7 +63,9 @@ def get_args(argv=None):
                    help="HNSW search breadths to time (usearch expansion_search)")
     p.add_argument("--single", type=int, default=300, help="one-transaction enrollments timed")
     p.add_argument("--fill_batch", type=int, default=10000)
-    p.add_argument("--dir", default=None, help="where the database goes (default: a temp dir)")
+    p.add_argument("--dir", default=None,
+                   help="where the database goes (default: a temp dir, removed after); a "
+                        "database already there is reused and grown to the sizes above its own")
     p.add_argument("--json", default=None)
     add_force_option(p)
     return p.parse_args(argv)
@@ -75,7 +77,7 @@ def unit_rows(rng, n, dim):
 
 
 def fill(db, start, stop, dim, batch):
-    """Enroll speakers start..stop-1 (random unit vectors, seeded by their index); -> s."""
+    """Enroll speakers start..stop-1 (random unit vectors, seeded by their index) -> s."""
     t0 = time.perf_counter()
     for lo in range(start, stop, batch):
         hi = min(lo + batch, stop)
@@ -161,9 +163,9 @@ def measure_size(db, args, rng, added):
                                          np.concatenate(top1[s]["exact"]))), 4)
                   for m in indexed} for s in top1}
     return {"speakers": len(db), "exact_load_s": round(exact_load, 3),
-            "index_update_s": round(update, 2), "index_add_per_s": round(added / update, 1),
-            "index_load_s": round(load, 3),
-            "index_bytes": index_bytes, "recall_at_1": recall,
+            "index_update_s": round(update, 2),
+            "index_add_per_s": round(added / update, 1) if added else None,
+            "index_load_s": round(load, 3), "index_bytes": index_bytes, "recall_at_1": recall,
             "latency_ms": {m: speaker_db_scale.latency_stats(t) for m, t in times.items()}}
 
 
@@ -176,14 +178,15 @@ def db_bytes(db):
 def run(args, workdir):
     db = SpeakerDB(os.path.join(workdir, "bench.db"), model_hash="synthetic", create=True)
     rng = np.random.default_rng(0)
-    sizes, have, single = [], 0, None
-    for size in sorted(args.sizes):
+    sizes, have, single = [], len(db), None         # --dir with a database: grow it further
+    for size in sorted(s for s in args.sizes if s >= have):
         fill_s = fill(db, have, size, args.dim, args.fill_batch)
         added, have = size - have, size
         if single is None:
             single = single_enroll_rate(db, args.single, args.dim)
         entry = measure_size(db, args, rng, added)
-        entry.update(fill_per_s=round(added / fill_s, 1), db_bytes=db_bytes(db))
+        entry.update(fill_per_s=round(added / fill_s, 1) if added else None,
+                     db_bytes=db_bytes(db))
         sizes.append(entry)
         print(f"{size:>9,} speakers: {entry['latency_ms']} recall {entry['recall_at_1']} "
               f"index +{added} in {entry['index_update_s']} s (load {load_avg()})", flush=True)

@@ -3,7 +3,6 @@ brute force; a SIGKILLed write and two concurrent writers (real processes) lose 
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -227,3 +226,27 @@ def test_two_concurrent_writers_lose_nothing(tmp_path):
     assert set(paths) == {f"/{t}/{i}{s}" for t in "ab" for i in range(60) for s in "ab"}
     writers = [p[1] for p in paths]                          # in commit order
     assert sum(a != b for a, b in zip(writers, writers[1:])) >= 2   # they did interleave
+
+
+def test_scale_tables_and_crossover():
+    from wespeaker_mfcon.analysis import speaker_db_scale
+
+    def size(n, exact, index):
+        return {"speakers": n, "latency_ms": {"exact": {"median": exact, "p90": 2 * exact},
+                                              "index_ef64": {"median": index, "p90": 9.0}},
+                "recall_at_1": {"random": {"index_ef64": 0.5}}, "db_bytes": 2e6,
+                "index_bytes": 1e6, "index_add_per_s": 1000.0, "index_load_s": 0.01,
+                "fill_per_s": 5000.0}
+    sizes = [size(1000, 0.1, 0.2), size(3000, 0.3, 0.2), size(10000, 0.5, 0.6),
+             size(30000, 1.5, 0.3), size(100000, 5.0, 0.4)]
+    assert speaker_db_scale.crossover(sizes, "index_ef64") == 30000  # 3000 was a fluke
+    assert speaker_db_scale.crossover(sizes[:3], "index_ef64") is None
+    assert speaker_db_scale.latency_stats([0.001, 0.002, 0.003]) == {"median": 2.0, "p90": 2.8}
+    data = {"sizes": sizes, "synthetic": "random", "queries": 10, "rounds": 2,
+            "load_avg_start": "1", "load_avg_end": "2", "single_enroll_per_s": 90.0,
+            "fill_batch": 100, "crossover": {"index_ef64": 30000}}
+    latency = speaker_db_scale.render_latency(data)
+    row = "| 30,000 | 1.500 / 3.000 | 0.300 / 9.000 | 2.0 | 1.0 | 1,000 | 0.01 | 5,000 |"
+    assert row in latency
+    assert "index_ef64: 30,000 speakers" in latency
+    assert "| 1,000 | 0.500 |" in speaker_db_scale.render_recall(data)

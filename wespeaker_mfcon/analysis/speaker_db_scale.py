@@ -42,8 +42,8 @@ def render_latency(data):
     header = (["speakers"] + [f"{m} ms (median / p90)" for m in methods] +
               ["DB MB", "index MB", "index adds/s", "index load s", "fill speakers/s"])
     rows = [[f"{e['speakers']:,}"] + [_lat(e["latency_ms"][m]) for m in methods] +
-            [_mb(e["db_bytes"]), _mb(e["index_bytes"]), f"{e['index_add_per_s']:,.0f}",
-             f"{e['index_load_s']:.2f}", f"{e['fill_per_s']:,.0f}"] for e in data["sizes"]]
+            [_mb(e["db_bytes"]), _mb(e["index_bytes"]), _rate(e["index_add_per_s"]),
+             f"{e['index_load_s']:.2f}", _rate(e["fill_per_s"])] for e in data["sizes"]]
     notes = [f"Synthetic speakers: {data['synthetic']}. Latency of {data['rounds']} x "
              f"{data['queries']} x {len(data['sizes'][0]['recall_at_1'])} single queries per "
              "method and size in interleaved rounds, one thread: search + name lookup, no "
@@ -72,6 +72,10 @@ def render_recall(data):
     return (markdown_table(header, rows) + f"\nrecall@1: the fraction of "
             f"{data['rounds'] * data['queries']} queries per set whose best speaker through the "
             "index is the exact search's best.\n")
+
+
+def _rate(per_s):
+    return "–" if per_s is None else f"{per_s:,.0f}"
 
 
 def _lat(stats):
