@@ -63,7 +63,7 @@ def run(args):
 
 
 def list_db(db, args):
-    print(f"# {db.path}: {len(db)} speakers, {db.dim} dims, model "
+    print(f"# {db.path}: {len(db)} speakers, {db.dim or '?'} dims, model "
           f"{db.meta['model_hash'][:12]} ({db.meta['model_path']})")
     if args.paths:
         for name, path, _ in db.enrollments():
