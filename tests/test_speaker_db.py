@@ -63,6 +63,7 @@ def test_speaker_is_the_unit_mean_of_unit_enrollments(tmp_path):
     with pytest.raises(UserError, match="without white space"):
         db.enroll("bo b", np.ones((1, 8)), ["y.wav"])
     assert db.generation() == 2 and len(db) == 1                  # refused writes left nothing
+    assert "alice" in db and "bob" not in db
 
 
 def test_exact_search_equals_brute_force(tmp_path):

@@ -69,9 +69,6 @@ class ExactSearch:
         if self.gen != self.db.generation():
             self.gen, self.ids, self.embeddings = self.db.snapshot()
 
-    def __len__(self):
-        return len(self.ids)
-
     def search(self, queries, k):
         """queries (Q, E) -> speaker ids (Q, k') int64, cosines (Q, k') float32."""
         rows, scores = exact_top_k(self.embeddings, queries, k)
@@ -87,8 +84,7 @@ class IndexSearch:
         self.db, self.threads, self.gen, self.index, self.saved = db, threads, None, None, None
         self._new = lambda: Index(ndim=db.dim, metric="ip", dtype="i8",
                                   connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
-                                  expansion_search=expansion_search)
-        self.expansion_search = expansion_search
+                                  expansion_search=expansion_search)   # load() keeps it
 
     def refresh(self, save=None):
         """Bring the index to the database's generation; saved when built from nothing or
@@ -131,9 +127,6 @@ class IndexSearch:
         for gen, old in index_files(self.db):
             if gen < self.gen:
                 _remove_quietly(old)
-
-    def __len__(self):
-        return len(self.index)
 
     def search(self, queries, k):
         """queries (Q, E) -> speaker ids (Q, k') int64, cosines (Q, k') float32."""

@@ -67,7 +67,7 @@ class Speaker:
     def register(self, name, audio_path):
         """Enroll `name` from one wav; a name already registered is ignored, as in WeSpeaker
         (Identifier.enroll adds enrollments to an existing speaker instead)."""
-        if any(s.name == name for s in self.identifier.speakers()):
+        if name in self.identifier.db:
             log.warning("Speaker %s already registered, ignore", name)
             return
         self.identifier.enroll(name, [audio_path])

@@ -227,6 +227,10 @@ class SpeakerDB:
     def __len__(self):
         return self.conn.execute("SELECT COUNT(*) FROM speakers").fetchone()[0]
 
+    def __contains__(self, name):
+        return self.conn.execute("SELECT 1 FROM speakers WHERE name = ?",
+                                 (name,)).fetchone() is not None
+
     def speakers(self):
         """[SpeakerInfo] by name."""
         return [SpeakerInfo(n, c) for n, c in
