@@ -94,8 +94,7 @@ class IndexSearch:
         gone = np.concatenate([removed, changed]).astype(np.uint64)
         if len(gone):
             self.index.remove(gone)
-        if len(changed):
-            self.index.add(changed.astype(np.uint64), embeddings, threads=0)
+        add_vectors(self.index, changed, embeddings)
         self.gen = gen
         if save or (save is None and (built or len(gone) > SAVE_FRACTION * len(self.index))):
             self.save()
@@ -113,7 +112,8 @@ class IndexSearch:
             except (OSError, RuntimeError) as e:          # deleted or damaged meanwhile
                 log.warning("%s: cannot load the index (%s); trying another", path, e)
         self.gen, ids, embeddings = self.db.snapshot()
-        self.index = build_index(self._new(), ids, embeddings)
+        self.index = self._new()
+        add_vectors(self.index, ids, embeddings)
         return True
 
     def save(self):
@@ -152,19 +152,21 @@ class IndexSearch:
         return ids[order], cosines[order]
 
 
-def build_index(index, ids, embeddings):
-    """Add (N,) ids and (N, E) embeddings to an empty usearch index, with a progress bar."""
+def add_vectors(index, ids, embeddings):
+    """Add (N,) ids and (N, E) embeddings to a usearch index, both cores, with a progress bar
+    for many."""
     if len(ids) == 0:
-        return index
+        return
+    many = len(ids) >= 100000
     with tqdm(total=len(ids), desc="index", mininterval=2, dynamic_ncols=True,
-              disable=len(ids) < 100000) as bar:
+              disable=not many) as bar:
         def progress(done: int, total: int) -> bool:      # usearch checks the signature
             bar.update(done - bar.n)
             return True
         start = time.time()
         index.add(ids.astype(np.uint64), embeddings, threads=0, progress=progress)
-    log.info("built the index of %d speakers in %.1f s", len(ids), time.time() - start)
-    return index
+    if many:
+        log.info("added %d speakers to the index in %.1f s", len(ids), time.time() - start)
 
 
 def index_files(db):
