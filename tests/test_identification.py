@@ -100,13 +100,14 @@ def test_cli_enroll_identify_list_remove_match_numpy(exp, tmp_path, capsys):
              for n, utts in plan.items()}
     query = wavs["id10001/vid1/00002"]
     cos = {n: float(m @ _unit(emb.embed_wav(query))) for n, m in means.items()}
-    out = _cli(["identify", "--model", str(root), "--db", str(db), query, "--top_k", "2"],
-               capsys)
     oracle = sorted(cos, key=cos.get, reverse=True)[:2]
-    assert [line.split()[0] for line in out[:2]] == oracle
-    assert [float(line.split()[2]) for line in out[:2]] == pytest.approx(
-        [cos[n] for n in oracle], abs=2e-6)
-    assert out[2].startswith("no decision: no calibration")
+    for search in (["--search", "exact"], ["--search", "index", "--expansion", "16"]):
+        out = _cli(["identify", "--model", str(root), "--db", str(db), query, "--top_k", "2"] +
+                   search, capsys)
+        assert [line.split()[0] for line in out[:2]] == oracle
+        assert [float(line.split()[2]) for line in out[:2]] == pytest.approx(
+            [cos[n] for n in oracle], abs=2e-6)
+        assert out[2].startswith("no decision: no calibration")
     assert _cli(["db", "list", "--db", str(db)], capsys)[1:] == ["alice 2", "bob 1", "carol 1"]
     paths = _cli(["db", "list", "--db", str(db), "--paths"], capsys)[1:]
     assert paths[:2] == [f"alice {wavs['id10000/vid0/00001']}",

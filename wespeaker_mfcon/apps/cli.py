@@ -5,7 +5,7 @@
                            [--threshold T]
   wespeaker-mfcon enroll   --model exp/E --db speakers.db --speaker NAME a.wav [b.wav ...]
   wespeaker-mfcon identify --model exp/E --db speakers.db x.wav [--top_k 5] [--p_target P]
-                           [--threshold T] [--search auto|exact|index]
+                           [--threshold T] [--search auto|exact|index] [--expansion N]
   wespeaker-mfcon db list  --db speakers.db [--paths]
   wespeaker-mfcon db remove --db speakers.db NAME [NAME ...]
   wespeaker-mfcon db reenroll --model exp/NEW --db speakers.db --out new.db

@@ -2,6 +2,7 @@
 
   enroll   --model M --db DB --speaker NAME a.wav [b.wav ...]   (creates DB when new)
   identify --model M --db DB x.wav [--top_k 5] [--p_target P] [--threshold T] [--search S]
+           [--expansion N]
   db list --db DB [--paths] | db remove --db DB NAME ... | db reenroll --model M --db DB --out NEW
   | db index --db DB
 """
@@ -10,7 +11,7 @@ import time
 
 from wespeaker_mfcon.apps.embedder import load_model
 from wespeaker_mfcon.apps.identification import Identifier, reenroll
-from wespeaker_mfcon.apps.search import METHODS, SpeakerSearch
+from wespeaker_mfcon.apps.search import EXPANSION_SEARCH, METHODS, SpeakerSearch
 from wespeaker_mfcon.apps.speaker_db import SpeakerDB
 
 COMMANDS = ("enroll", "identify", "db")
@@ -27,6 +28,9 @@ def add_commands(sub, add_model_options, add_decision_options):
     identify.add_argument("--search", choices=METHODS, default="auto",
                           help="exact, through the index, or auto: the index from the size "
                                "where it pays (default)")
+    identify.add_argument("--expansion", type=int, default=EXPANSION_SEARCH,
+                          help="the index's search breadth: more finds the best speaker more "
+                               f"often, slower (default {EXPANSION_SEARCH})")
     add_decision_options(identify)
     db = sub.add_parser("db", help="list, remove, re-enroll or index a speaker database")
     actions = db.add_subparsers(dest="action", required=True)
@@ -51,8 +55,8 @@ def run(args):
             info = ident.enroll(args.speaker, args.wavs)
         print(f"enrolled {info.name}: {info.count} enrollment(s) in {args.db}")
     elif args.command == "identify":
-        with Identifier(load_model(args.model, args.device), args.db,
-                        search=args.search) as ident:
+        with Identifier(load_model(args.model, args.device), args.db, search=args.search,
+                        expansion_search=args.expansion) as ident:
             print(ident.identify(args.wav, args.top_k, args.p_target, args.threshold))
     elif args.action == "reenroll":
         infos = reenroll(load_model(args.model, args.device), args.db, args.out)

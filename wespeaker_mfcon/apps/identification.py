@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
-from wespeaker_mfcon.apps.search import SpeakerSearch
+from wespeaker_mfcon.apps.search import EXPANSION_SEARCH, SpeakerSearch
 from wespeaker_mfcon.apps.speaker_db import SpeakerDB, unit
 from wespeaker_mfcon.scoring.calibration import bayes_threshold
 from wespeaker_mfcon.utils.errors import UserError
@@ -112,13 +112,15 @@ def decide(names, cosines, calibration=None, p_target=0.01, threshold=None):
 
 class Identifier:
     """An Embedder (apps/embedder.py) with a speaker database at db_path (SpeakerDB; created
-    with create). search: auto | exact | index (search.py)."""
+    with create). search: auto | exact | index, expansion_search: the index's search breadth
+    (search.py)."""
 
-    def __init__(self, embedder, db_path, create=False, search="auto"):
+    def __init__(self, embedder, db_path, create=False, search="auto",
+                 expansion_search=EXPANSION_SEARCH):
         self.embedder = embedder
         self.db = SpeakerDB(db_path, model_hash(embedder.model_path),
                             os.path.abspath(embedder.model_path), create=create)
-        self.search = SpeakerSearch(self.db, search)
+        self.search = SpeakerSearch(self.db, search, expansion_search=expansion_search)
 
     def close(self):
         self.db.close()
