@@ -35,6 +35,7 @@ REQUIRES = [
     "pyyaml>=5.1",           # yaml.safe_load / safe_dump (no specific API beyond them)
     "tqdm>=4.40",            # progress bars (no specific API)
     "onnxruntime>=1.18",     # IR version 10 files (the exporter's), opset 18, QDQ int8
+    "usearch>=2.26",         # the speaker database's HNSW index (tested with 2.26.6)
 ]
 EXTRAS = {
     # the recipe's stages beyond the library's core: Kaldi arks, DET plots, ONNX export,

@@ -114,6 +114,7 @@ class Embedder:
     """Embeddings for fbank batches or wav files from a .pt or an .onnx model."""
 
     def __init__(self, model_path, config=None, device="cpu", num_threads=1):
+        self.model_path = model_path
         self.backend = "onnx" if model_path.endswith(".onnx") else "torch"
         self.calibration = find_calibration(model_path)
         if self.backend == "onnx":
