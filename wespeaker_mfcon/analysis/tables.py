@@ -36,7 +36,10 @@ def measured_on(data):
 def renderers():
     """{report name: render(data) -> markdown}; each renderer sits beside the code that writes
     its JSON (imported here, on use)."""
-    from wespeaker_mfcon.analysis import summarize_comparison
+    from wespeaker_mfcon.analysis import diarization, summarize_comparison
     return {
         "comparison": summarize_comparison.render_docs_table,
+        "diarization": diarization.render_accuracy,
+        "diarization_speed": diarization.render_speed,
+        "diarization_long": diarization.render_long,
     }

@@ -9,6 +9,12 @@ When the experiment holds a calibration (exp/E/calibration.json, stage 7), compa
 log-likelihood ratio and the Bayes decision for the prior --p_target; otherwise the cosine,
 and says that there is no calibration. --threshold overrides the decision threshold (on the
 LLR when calibrated, on the cosine otherwise).
+
+  wespeaker-mfcon diarize --model exp/E long.wav [more.wav ...] [--num_speakers N] [--rttm OUT]
+
+writes who spoke when as NIST RTTM (to OUT, else to stdout; file id = the wav's base name).
+The speaker count is automatic unless --num_speakers gives it: calibrated AHC when the
+experiment holds calibration.json, else spectral clustering (docs/diarization.md).
 """
 
 import argparse
@@ -16,8 +22,10 @@ import sys
 
 import numpy as np
 
+from wespeaker_mfcon.apps.diarize import DiarizeOptions, diarize_rttm
 from wespeaker_mfcon.apps.embedder import load_model
 from wespeaker_mfcon.utils.entrypoint import probability, run_main
+from wespeaker_mfcon.utils.file_utils import atomic_write
 
 
 def get_args(argv=None):
@@ -34,15 +42,37 @@ def get_args(argv=None):
     compare.add_argument("--threshold", type=float, default=None,
                          help="decide at this threshold instead (on the LLR when calibrated, "
                               "on the cosine otherwise)")
-    for p in (embed, compare):
+    diarize = sub.add_parser("diarize", help="who spoke when: NIST RTTM")
+    diarize.add_argument("wavs", nargs="+")
+    diarize.add_argument("--num_speakers", type=int, default=None,
+                         help="the number of speakers (default: automatic)")
+    diarize.add_argument("--rttm", default=None, help="write the RTTM here (default: stdout)")
+    DiarizeOptions.add_arguments(diarize)
+    for p in (embed, compare, diarize):
         p.add_argument("--model", required=True, help="exp dir, .pt or .onnx")
         p.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
 
 
+def run_diarize(args, embedder):
+    """RTTM of every wav to args.rttm (atomically) or stdout."""
+    options = DiarizeOptions.from_args(args)
+    lines = [line for wav in args.wavs
+             for line in diarize_rttm(embedder, wav, num_speakers=args.num_speakers,
+                                      options=options)]
+    if args.rttm:
+        with atomic_write(args.rttm) as f:
+            f.writelines(line + "\n" for line in lines)
+    else:
+        for line in lines:
+            print(line)
+
+
 def main(argv=None):
     args = get_args(argv)
     embedder = load_model(args.model, args.device)
+    if args.command == "diarize":
+        return run_diarize(args, embedder)
     if args.command == "embed":
         embs = np.stack([embedder.embed_wav(w) for w in args.wavs])
         if args.out:

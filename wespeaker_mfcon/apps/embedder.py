@@ -20,11 +20,12 @@ import torch
 from tqdm import tqdm
 
 from wespeaker_mfcon.scoring.calibration import Calibration, bayes_threshold
-from wespeaker_mfcon.frontend.fbank import fbank
+from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.models.embedding_net import MIN_FRAMES, EmbeddingNet, min_length
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 from wespeaker_mfcon.config import load_train_config
+from wespeaker_mfcon.utils.audio import load_wav
 from wespeaker_mfcon.utils.errors import UserError
 
 
@@ -99,6 +100,28 @@ class Verdict:
             return f"cosine {self.cosine:.6f}{decision}{rule}; no calibration"
         return (f"llr {self.llr:.4f}{decision} (cosine {self.cosine:.6f}; Bayes threshold "
                 f"{self.threshold:.4f} at p_target {self.p_target:g})")
+
+
+def wave_feats(wave, num_mel_bins):
+    """float32 samples (N,) in [-1, 1] at 16 kHz -> (T, num_mel_bins) numpy fbank with the
+    project's front end (FBANK_DEFAULTS)."""
+    wave = torch.from_numpy(np.require(wave, np.float32, ["C", "W"])) * 32768.0
+    return fbank(wave, **dict(FBANK_DEFAULTS, num_mel_bins=num_mel_bins)).numpy()
+
+
+class StatsEmbedder:
+    """The trivial baseline embedding, no model: mean and std over time of the log-mel fbank,
+    (2 x num_mel_bins,). Offers what diarization uses of an Embedder (embed_many,
+    num_mel_bins, calibration = None)."""
+
+    calibration = None
+
+    def __init__(self, num_mel_bins=80):
+        self.num_mel_bins = num_mel_bins
+
+    def embed_many(self, feats_list, batch_size=16, max_frames=20000, progress=False):
+        """[(T_i, F)] -> (N, 2F) numpy: [mean over time, std over time] per utterance."""
+        return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in feats_list])
 
 
 def load_embedding_net(checkpoint, config=None):
@@ -183,11 +206,7 @@ class Embedder:
     def wav_feats(self, path):
         """(T, F) fbank of a wav file with the project's front end (FBANK_DEFAULTS), as stage 1
         computes it and as sherpa-onnx's SpeakerEmbeddingExtractor does."""
-        from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS
-        from wespeaker_mfcon.utils.audio import load_wav
-
-        wave = torch.from_numpy(load_wav(path, FBANK_DEFAULTS["sample_rate"])) * 32768.0
-        return fbank(wave, **dict(FBANK_DEFAULTS, num_mel_bins=self.num_mel_bins)).numpy()
+        return wave_feats(load_wav(path, FBANK_DEFAULTS["sample_rate"]), self.num_mel_bins)
 
     def embed_wav(self, path):
         return self.embed_feats(self.wav_feats(path)[None])[0]
