@@ -134,7 +134,8 @@ def _active_span(speech):
 
 def _render_turns(params, index, speakers, turns, out):
     """Add every turn's speech into out (n,) in place; returns the reference turns
-    [(start s, end s, speaker id)] and the speech power (mean square over the turns)."""
+    [(start s, end s, speaker id)], the speech power (mean square over the turns) and the
+    room's session parameters (its noise is the recording's)."""
     sp = [mc.speaker_params(params.seed, "test", s) for s in speakers]
     ss = [mc.session_params(params.seed, "test", s, _SESSION_BASE + index) for s in speakers]
     room = ss[0]    # one room and microphone for all: the channel tells no speaker apart
