@@ -97,6 +97,10 @@ def test_der_and_jer_equal_hand_computed_values(tmp_path):
     assert s["collar_0.25"]["confusion"] == pytest.approx(1.75 / 19.0)
     assert s["collar_0.25"]["files"]["r"]["der"] == pytest.approx(1.75 / 19.0)
     assert score_turns(ref, {})["collar_0"]["miss"] == pytest.approx(1.0)   # no hypothesis
+    # one hypothesis speaker over [1, 25]: 1 s + the overlap missed, [20, 25] false alarm,
+    # [1, 8] of A confused (the speaker maps to B, who has more of it)
+    s = score_turns(ref, {"r": [(1.0, 25.0, "x")]})["collar_0"]
+    assert (s["miss"], s["false_alarm"], s["confusion"]) == pytest.approx((3 / 22, 5 / 22, 7 / 22))
 
 
 # -------------------------------------------------------------------- windows, resegmenting

@@ -6,8 +6,8 @@
 
 Overlapped speech is scored (skip_overlap=False). A collar of c seconds removes +-c around every
 reference boundary (md-eval's `-c c`, the NIST convention: a "0.25 s collar"); pyannote's
-`collar` is the whole width, 2c. Without a UEM, each file is scored over the extent of its
-reference and hypothesis. Rates are over all files together (time-weighted), as md-eval and
+`collar` is the whole width, 2c. Each file is scored from the first to the last turn of its
+reference and hypothesis together (no UEM). Rates are over all files together (time-weighted), as md-eval and
 pyannote accumulate them; per-file rates come with them.
 """
 
@@ -27,6 +27,14 @@ def annotation(turns, uri):
         if end > start:
             ann[Segment(start, end), i] = speaker
     return ann
+
+
+def _extent(ref, hyp):
+    """The scored region of a file without a UEM: from the first to the last turn of the
+    reference and the hypothesis (what pyannote assumes, said here so that it need not warn)."""
+    from pyannote.core import Segment, Timeline
+    both = ref.get_timeline().union(hyp.get_timeline())
+    return Timeline([both.extent() if len(both) else Segment(0, 0)])
 
 
 def _metrics(collar):
@@ -51,7 +59,9 @@ def score_turns(reference, hypothesis, collars=COLLARS):
         for uri in sorted(reference):
             ref = annotation(reference[uri], uri)
             hyp = annotation(hypothesis.get(uri, []), uri)
-            files[uri] = dict(der=float(der(ref, hyp)), jer=float(jer(ref, hyp)))
+            uem = _extent(ref, hyp)
+            files[uri] = dict(der=float(der(ref, hyp, uem=uem)),
+                              jer=float(jer(ref, hyp, uem=uem)))
         acc = der.accumulated_
         total = max(acc["total"], 1e-12)
         out[f"collar_{collar:g}"] = dict(
