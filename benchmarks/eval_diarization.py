@@ -5,8 +5,8 @@ for a trained model and for the trivial log-mel mean+std embedding, as JSON for 
       --data examples/voxceleb/v2_mfcon/data_conv --num 20 --out docs/results/diarization.json
 
 Makes --num conversations in --data if they are not there (synth/conversations.py), then per
-recording runs the VAD once and embeds its windows once per embedder, and scores every system
-on the same windows (the steps of apps/diarize.diarize, which they equal):
+recording runs the VAD once and embeds its windows once per embedder (or takes both from
+--cache), and scores every system on the same windows (the steps of apps/diarize.diarize):
 
   model, calibrated count   the speaker count from the calibration (AHC while the LLR says same)
   model, eigengap count     spectral clustering's own count (no calibration)
@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import add_force_option, load_avg, require_idle  # noqa: E402
@@ -39,7 +40,7 @@ from wespeaker_mfcon.bin.make_conversations import main as make_conversations  #
 from wespeaker_mfcon.scoring.diarization import score_turns  # noqa: E402
 from wespeaker_mfcon.scoring.rttm import read_rttm  # noqa: E402
 from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.utils.file_utils import atomic_write, read_scp  # noqa: E402
+from wespeaker_mfcon.utils.file_utils import atomic_path, atomic_write, read_scp  # noqa: E402
 
 
 def get_args(argv=None):
@@ -49,6 +50,9 @@ def get_args(argv=None):
     p.add_argument("--data", required=True, help="conversations dir (made here if absent)")
     p.add_argument("--num", type=int, default=20, help="conversations to make if absent")
     p.add_argument("--out", required=True, help="JSON output")
+    p.add_argument("--cache", default=None,
+                   help="keep each recording's VAD segments and window embeddings here (with "
+                        "their CPU seconds) and reuse them; clear it when the model changes")
     add_force_option(p)
     return p.parse_args(argv)
 
@@ -78,16 +82,36 @@ def _systems(model):
     return {k: out[k] for k in sorted(out, key=lambda k: ("oracle" in k, k))}
 
 
-def diarize_all(model, wav_scp, reference, clock):
+def _windows(uri, path, embedders, clock, cache):
+    """{embedder key: (segment index, spans, embs)} of one recording, from the cache when it
+    holds them (their CPU seconds then come from it too)."""
+    store = os.path.join(cache, f"{uri}.npz") if cache else None
+    if store and os.path.isfile(store):
+        z = np.load(store)
+        for step in ["vad"] + [f"embed_{key}" for key in embedders]:
+            clock.cpu[step] = clock.cpu.get(step, 0.0) + float(z[f"cpu_{step}"])
+        return {key: (z[f"{key}_index"], z[f"{key}_spans"], z[f"{key}_embs"]) for key in embedders}
+    before = dict(clock.cpu)
+    segments = clock.run("vad", SileroVad().segments, path)
+    windows = {key: clock.run(f"embed_{key}", embed_windows, e, path, segments, DiarizeOptions())
+               for key, e in embedders.items()}
+    if store:
+        os.makedirs(cache, exist_ok=True)
+        arrays = {f"{key}_{part}": a for key, w in windows.items()
+                  for part, a in zip(("index", "spans", "embs"), w)}
+        cpu = {f"cpu_{k}": np.float64(v - before.get(k, 0.0)) for k, v in clock.cpu.items()}
+        with atomic_path(store) as tmp:
+            np.savez(tmp, **arrays, **cpu)
+    return windows
+
+
+def diarize_all(model, wav_scp, reference, clock, cache=None):
     """{system: {recording: [(start, end, speaker)]}} for every system of _systems."""
-    options, vad = DiarizeOptions(), SileroVad()
     embedders = {"model": model, "stats": StatsEmbedder(model.num_mel_bins)}
     systems = _systems(model)
     hyp = {name: {} for name in systems}
-    for uri, path in wav_scp.items():
-        segments = clock.run("vad", vad.segments, path)
-        windows = {key: clock.run(f"embed_{key}", embed_windows, e, path, segments, options)
-                   for key, e in embedders.items()}
+    for uri, path in tqdm(wav_scp.items(), desc="recordings", mininterval=2):
+        windows = _windows(uri, path, embedders, clock, cache)
         for name, (key, calibrated, oracle) in systems.items():
             index, spans, embs = windows[key]
             count = len({s for _, _, s in reference[uri]}) if oracle else None
@@ -98,10 +122,14 @@ def diarize_all(model, wav_scp, reference, clock):
 
 
 def _count_stats(reference, hyp):
-    """(fraction of recordings with the right speaker count, mean absolute count error)."""
-    errors = [abs(len({s for *_, s in hyp.get(u, [])}) - len({s for *_, s in turns}))
-              for u, turns in reference.items()]
-    return float(np.mean([e == 0 for e in errors])), float(np.mean(errors))
+    """{"count_exact": fraction of recordings with the right speaker count, "count_mae": mean
+    absolute count error, "count_bias": mean signed error (found - true), "counts": [[true,
+    found], ...] per recording}."""
+    counts = [[len({s for *_, s in turns}), len({s for *_, s in hyp.get(u, [])})]
+              for u, turns in sorted(reference.items())]
+    errors = np.array([found - true for true, found in counts])
+    return dict(count_exact=float(np.mean(errors == 0)), count_mae=float(np.mean(abs(errors))),
+                count_bias=float(np.mean(errors)), counts=counts)
 
 
 def summarize(reference, hyps):
@@ -111,8 +139,7 @@ def summarize(reference, hyps):
         scores = score_turns(reference, hyp)
         for s in scores.values():
             s.pop("files")
-        exact, mae = _count_stats(reference, hyp)
-        out[name] = dict(scores, count_exact=exact, count_mae=mae)
+        out[name] = dict(scores, **_count_stats(reference, hyp))
     return out
 
 
@@ -136,7 +163,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     model, clock = load_model(args.model, num_threads=1), Clock()
     with threadpool_limits(limits=1):
-        hyps = diarize_all(model, wav_scp, reference, clock)
+        hyps = diarize_all(model, wav_scp, reference, clock, args.cache)
     with open(os.path.join(args.data, "meta.json"), encoding="utf-8") as f:
         audio_s = json.load(f)["hours"] * 3600
     result = dict(host=socket.gethostname(), load_average=load_avg(), under_load=banner,
@@ -148,7 +175,8 @@ def main(argv=None):
     print(json.dumps({k: v for k, v in result.items() if k != "systems"}, indent=1))
     for name, s in result["systems"].items():
         print(f"{name:45s} DER {100 * s['collar_0.25']['der']:5.2f} JER "
-              f"{100 * s['collar_0.25']['jer']:5.2f} count exact {s['count_exact']:.2f}")
+              f"{100 * s['collar_0.25']['jer']:5.2f} count exact {s['count_exact']:.2f} "
+              f"bias {s['count_bias']:+.2f}")
 
 
 if __name__ == "__main__":

@@ -244,15 +244,29 @@ def test_docs_tables_show_the_json_figures():
     from wespeaker_mfcon.analysis.tables import renderers
     scores = dict(der=0.1234, miss=0.05, false_alarm=0.01, confusion=0.0634, jer=0.2)
     data = dict(systems={"model, calibrated count": {"collar_0.25": scores, "collar_0": dict(
-        scores, der=0.2), "count_exact": 0.75, "count_mae": 0.3}}, recordings=20,
+        scores, der=0.2), "count_exact": 0.75, "count_mae": 0.3, "count_bias": -0.1}},
+        recordings=20,
         audio_hours=1.5, model="exp/E", load_average="1.00 1.00 1.00", host="h",
         rtf={"vad": 0.02, "embed_model": 0.05})
     table = renderers()["diarization"](data)
     assert "| model, calibrated count | 12.34 | 5.00 | 1.00 | 6.34 | 20.00 | 20.00 | 20.00 | " \
-           "75% | 0.30 |" in table
+           "75% | 0.30 | -0.10 |" in table
     assert "| vad | 0.0200 | 50x |" in renderers()["diarization_speed"](data)
     long = dict(runs={"60 min": dict(audio_s=3600.0, peak_rss_mb=612.4, rtf=0.05,
                                      scores={"collar_0.25": scores})}, model="exp/E",
                 load_average="1", host="h")
     assert "| 60 min | 60.0 | 612 | 0.0500 | 12.34 | 20.00 |" in renderers()["diarization_long"](
         long)
+
+
+def test_count_option_picks_the_calibration_or_the_eigengap():
+    from wespeaker_mfcon.apps.diarize import DiarizeOptions
+    calibrated = StatsEmbedder()
+    calibrated.calibration = CAL
+    assert DiarizeOptions().calibration(calibrated) is CAL                 # auto
+    assert DiarizeOptions(count="eigengap").calibration(calibrated) is None
+    assert DiarizeOptions().calibration(StatsEmbedder()) is None
+    with pytest.raises(UserError, match="no calibration.json"):
+        DiarizeOptions(count="calibration").calibration(StatsEmbedder())
+    with pytest.raises(UserError, match="count must be one of"):
+        DiarizeOptions(count="bic").check()

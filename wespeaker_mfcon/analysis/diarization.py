@@ -21,12 +21,14 @@ def render_accuracy(data):
         c, n = s["collar_0.25"], s["collar_0"]
         rows.append([name, _pct(c["der"]), _pct(c["miss"]), _pct(c["false_alarm"]),
                      _pct(c["confusion"]), _pct(c["jer"]), _pct(n["der"]), _pct(n["jer"]),
-                     f"{100 * s['count_exact']:.0f}%", f"{s['count_mae']:.2f}"])
+                     f"{100 * s['count_exact']:.0f}%", f"{s['count_mae']:.2f}",
+                     f"{s['count_bias']:+.2f}"])
     header = ["system", "DER", "miss", "FA", "conf.", "JER", "DER (no collar)",
-              "JER (no collar)", "count right", "count error"]
+              "JER (no collar)", "count right", "count error", "count bias"]
     return (_under_load(data) + markdown_table(header, rows)
             + f"\n{data['recordings']} recordings, {data['audio_hours']:.2f} h; rates in %, "
-            "overlap scored, DER/JER with a +-0.25 s collar unless said. Model: "
+            "overlap scored, DER/JER with a +-0.25 s collar unless said; count error: mean "
+            "absolute, count bias: mean of found - true speakers. Model: "
             f"`{data['model']}`. {measured_on(data)} Load average {data['load_average']}.\n")
 
 

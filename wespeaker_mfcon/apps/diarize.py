@@ -37,6 +37,7 @@ from wespeaker_mfcon.utils.parallel import parallel_map
 
 logger = logging.getLogger(__name__)
 FRAMES_PER_S = 100        # fbank frame rate (10 ms shift)
+COUNT_METHODS = ("auto", "calibration", "eigengap")
 _GROUP = 256              # windows whose features are held at once
 
 
@@ -46,6 +47,8 @@ class DiarizeOptions:
     hop: float = 0.75           # s, window shift
     p_same: float = 0.5         # prior that two windows are one speaker (calibrated AHC)
     max_speakers: int = 10      # upper bound of the automatic count (spectral)
+    count: str = "auto"         # automatic count: calibration | eigengap | auto (calibration
+                                #   when the model has one, else eigengap)
     max_points: int = 500       # windows clustered directly; more: k-means centroids first
     batch_size: int = 32        # windows per embedding batch
 
@@ -59,11 +62,16 @@ class DiarizeOptions:
                             help="calibrated AHC: prior that two clusters are one speaker")
         parser.add_argument("--max_speakers", type=int, default=d.max_speakers,
                             help="largest automatic speaker count (spectral clustering)")
+        parser.add_argument("--count", choices=COUNT_METHODS, default=d.count,
+                            help="how the speaker count is found without --num_speakers: "
+                                 "calibration (AHC while the LLR says same speaker), eigengap "
+                                 "(spectral clustering), auto (calibration when the model has "
+                                 "one; default)")
 
     @classmethod
     def from_args(cls, args):
         return cls(window=args.window, hop=args.hop, p_same=args.p_same,
-                   max_speakers=args.max_speakers)
+                   max_speakers=args.max_speakers, count=args.count)
 
     def check(self):
         if not 0.1 <= self.hop <= self.window:
@@ -71,6 +79,16 @@ class DiarizeOptions:
                             f"window {self.window}")
         if not 0.0 < self.p_same < 1.0:
             raise UserError(f"p_same must be in (0, 1), got {self.p_same}")
+        if self.count not in COUNT_METHODS:
+            raise UserError(f"count must be one of {', '.join(COUNT_METHODS)}, got "
+                            f"{self.count!r}")
+
+    def calibration(self, embedder):
+        """The calibration the count uses (None: eigengap) for this model."""
+        if self.count == "calibration" and embedder.calibration is None:
+            raise UserError("--count calibration: the model has no calibration.json "
+                            "(stage 7 writes one)")
+        return None if self.count == "eigengap" else embedder.calibration
 
 
 def window_frames(num_frames, window, hop):
@@ -139,12 +157,13 @@ def diarize(model, path, num_speakers: Optional[int] = None, options=None, vad=N
     options = options or DiarizeOptions()
     options.check()
     embedder = load_model(model) if isinstance(model, str) else model
+    calibration = options.calibration(embedder)
     segments = (vad or SileroVad()).segments(path)
     if not segments:
         logger.warning("%s: no speech found", path)
         return []
     index, spans, embs = embed_windows(embedder, path, segments, options, progress)
-    labels = cluster(embs, num_speakers=num_speakers, calibration=embedder.calibration,
+    labels = cluster(embs, num_speakers=num_speakers, calibration=calibration,
                      p_same=options.p_same, max_speakers=options.max_speakers,
                      max_points=options.max_points)
     return resegment(index, spans, labels)
