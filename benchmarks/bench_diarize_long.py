@@ -25,6 +25,7 @@ from common import add_force_option, load_avg, require_idle  # noqa: E402
 
 from wespeaker_mfcon.bin.make_conversations import main as make_conversations  # noqa: E402
 from wespeaker_mfcon.scoring.diarization import score_rttm  # noqa: E402
+from wespeaker_mfcon.scoring.rttm import read_rttm  # noqa: E402
 from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.utils.file_utils import atomic_write  # noqa: E402
 
@@ -96,7 +97,10 @@ def measure(model, rec_dir):
     scores = score_rttm(os.path.join(rec_dir, "ref.rttm"), hyp)
     for s in scores.values():
         s.pop("files")
-    return dict(audio_s=audio_s, rtf=m["cpu_s"] / audio_s, **m, scores=scores)
+    speakers = [len({k for turns in read_rttm(path).values() for *_, k in turns})
+                for path in (os.path.join(rec_dir, "ref.rttm"), hyp)]
+    return dict(audio_s=audio_s, rtf=m["cpu_s"] / audio_s, **m, scores=scores,
+                speakers=speakers)
 
 
 def main(argv=None):

@@ -253,10 +253,10 @@ def test_docs_tables_show_the_json_figures():
            "75% | 0.30 | -0.10 |" in table
     assert "| vad | 0.0200 | 50x |" in renderers()["diarization_speed"](data)
     long = dict(runs={"60 min": dict(audio_s=3600.0, peak_rss_mb=612.4, rtf=0.05,
-                                     scores={"collar_0.25": scores})}, model="exp/E",
-                load_average="1", host="h")
-    assert "| 60 min | 60.0 | 612 | 0.0500 | 12.34 | 20.00 |" in renderers()["diarization_long"](
-        long)
+                                     scores={"collar_0.25": scores}, speakers=[4, 3])},
+                model="exp/E", load_average="1", host="h")
+    assert "| 60 min | 60.0 | 612 | 0.0500 | 12.34 | 5.00 | 20.00 | 3 of 4 |" in renderers()[
+        "diarization_long"](long)
 
 
 def test_count_option_picks_the_calibration_or_the_eigengap():

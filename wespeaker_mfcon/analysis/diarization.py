@@ -45,9 +45,11 @@ def render_speed(data):
 def render_long(data):
     """Peak memory and speed at 10 and 60 minutes (bench_diarize_long.py's JSON)."""
     rows = [[name, f"{r['audio_s'] / 60:.1f}", f"{r['peak_rss_mb']:.0f}", f"{r['rtf']:.4f}",
-             _pct(r["scores"]["collar_0.25"]["der"]), _pct(r["scores"]["collar_0.25"]["jer"])]
+             _pct(r["scores"]["collar_0.25"]["der"]), _pct(r["scores"]["collar_0.25"]["miss"]),
+             _pct(r["scores"]["collar_0.25"]["jer"]), "{1} of {0}".format(*r["speakers"])]
             for name, r in data["runs"].items()]
-    header = ["recording", "minutes", "peak RSS (MB)", "CPU s per audio s", "DER", "JER"]
+    header = ["recording", "minutes", "peak RSS (MB)", "CPU s per audio s", "DER", "miss",
+              "JER", "speakers found"]
     return (_under_load(data) + markdown_table(header, rows)
             + f"\nEach in a fresh process on one thread; peak RSS includes Python, torch and the "
             f"model. Model: `{data['model']}`. {measured_on(data)} Load average "

@@ -10,8 +10,8 @@
   affinity auto-tuned per recording (NME-SC, Park et al. 2019: no threshold either), and 1
   speaker when a GMM-BIC test finds the affinities one population. num_speakers gives it.
 * The labels: spectral clustering with that count (spectralcluster, Google's implementation).
-  On the generated conversations it labels better than the AHC that counted (DER 15 vs 34 %
-  at the same counts, docs/diarization.md).
+  On 4 development conversations it labelled better than the AHC that counted (DER 15 vs
+  34 % at the same counts).
 * A recording with fewer windows than speakers gets one speaker per window.
 
 An hour holds ~4,000 windows; both methods hold a (points x points) matrix (and spectral
