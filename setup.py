@@ -36,6 +36,11 @@ REQUIRES = [
     "tqdm>=4.40",            # progress bars (no specific API)
     "onnxruntime>=1.18",     # IR version 10 files (the exporter's), opset 18, QDQ int8
     "usearch>=2.26",         # the speaker database's HNSW index (tested with 2.26.6)
+    "silero-vad>=6.2",       # diarization VAD: the ONNX model ships in the wheel (6.2.3 tested)
+    "scikit-learn>=1.3",     # diarization: k-means of long recordings (1.9.1 tested)
+    "spectralcluster>=0.2.22",   # diarization: spectral clustering with an eigengap
+    "threadpoolctl>=3.1",    # diarization: one BLAS thread for small matrices
+    "pyannote.metrics>=3.2",     # diarization scoring: DER and JER (4.2.0 tested)
 ]
 EXTRAS = {
     # the recipe's stages beyond the library's core: Kaldi arks, DET plots, ONNX export,

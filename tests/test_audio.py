@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wespeaker_mfcon.utils.audio import audio_info, load_wav, resample
+from wespeaker_mfcon.utils.audio import audio_info, load_wav, resample, stream_wav
 from wespeaker_mfcon.utils.errors import UserError
 
 
@@ -108,3 +108,25 @@ def test_nan_inf_rejected(tmp_path):
     sf.write(p, x, 16000, subtype="FLOAT")
     with pytest.raises(UserError, match="nan.wav.*NaN"):
         load_wav(str(p), 16000)
+
+
+def test_stream_wav_blocks_join_to_the_file(tmp_path, caplog):
+    x = np.stack([_tone(16000, 2.3), _tone(16000, 2.3, freq=300)], axis=1)
+    p = tmp_path / "st.wav"
+    sf.write(p, x, 16000, subtype="PCM_16")
+    with caplog.at_level(logging.WARNING):
+        blocks = list(stream_wav(str(p), 16000, block_seconds=0.5))
+    assert [len(b) for b in blocks] == [8000, 8000, 8000, 8000, 4800]
+    assert np.array_equal(np.concatenate(blocks), load_wav(str(p), 16000, warn=False))  # channel 0
+    assert caplog.text.count("2 channels, using channel 0") == 1
+    p8 = tmp_path / "st8k.wav"
+    sf.write(p8, _tone(8000, 2.0, freq=500), 8000, subtype="PCM_16")
+    y = np.concatenate(list(stream_wav(str(p8), 16000, block_seconds=0.5)))
+    whole = load_wav(str(p8), 16000, warn=False)
+    assert y.shape == whole.shape == (32000,)
+    inner = np.ones(len(y), bool)
+    for edge in range(0, 32000, 8000):                  # block edges see zeros beyond them
+        inner[max(0, edge - 200):edge + 200] = False
+    assert np.abs(y - whole)[inner].max() < 1e-3
+    with pytest.raises(UserError, match="no such audio file"):
+        list(stream_wav(str(tmp_path / "missing.wav"), 16000))

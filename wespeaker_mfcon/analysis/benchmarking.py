@@ -144,15 +144,16 @@ def interleaved(runs, repeats):
     return list(zip(wall, cpu))
 
 
-def noise_fbank(seconds, feat_dim=80, seed=0, sample_rate=16000):
-    """(1, T, F) float32 fbank of `seconds` of white noise (int16 scale), as Fbank computes it."""
+def noise_fbank(seconds, feat_dim=80, seed=0):
+    """(1, T, F) float32 fbank of `seconds` of white noise (int16 scale), as Fbank computes it
+    (at the default sample rate)."""
     import torch
 
-    from wespeaker_mfcon.frontend.fbank import Fbank
+    from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, Fbank
 
     rng = np.random.default_rng(seed)
-    wave = torch.from_numpy((rng.standard_normal(int(seconds * sample_rate)) * 3000.0)
-                            .astype(np.float32))
+    samples = int(seconds * FBANK_DEFAULTS["sample_rate"])
+    wave = torch.from_numpy((rng.standard_normal(samples) * 3000.0).astype(np.float32))
     with torch.inference_mode():
         feats = Fbank(num_mel_bins=feat_dim).eval()(wave)[None]
     return np.ascontiguousarray(feats.numpy())

@@ -36,10 +36,13 @@ def measured_on(data):
 def renderers():
     """{report name: render(data) -> markdown}; each renderer sits beside the code that writes
     its JSON (imported here, on use)."""
-    from wespeaker_mfcon.analysis import (identification_eval, speaker_db_scale, speed_tables,
-                                          summarize_comparison)
+    from wespeaker_mfcon.analysis import (diarization, identification_eval, speaker_db_scale,
+                                          speed_tables, summarize_comparison)
     return {
         "comparison": summarize_comparison.render_docs_table,
+        "diarization": diarization.render_accuracy,
+        "diarization_speed": diarization.render_speed,
+        "diarization_long": diarization.render_long,
         "identification": identification_eval.render,
         "speaker_db_latency": speaker_db_scale.render_latency,
         "speaker_db_recall": speaker_db_scale.render_recall,

@@ -22,6 +22,12 @@ identify prints one line per candidate, best first: the name, the LLR (calibrate
 and the decision; then "none of them" when no candidate passes (open set; see
 apps/identification.py). The database records the model that made it and refuses another one;
 `db reenroll` embeds the stored source audio again with a new model into a new database.
+
+  wespeaker-mfcon diarize --model exp/E long.wav [more.wav ...] [--num_speakers N] [--rttm OUT]
+
+writes who spoke when as NIST RTTM (to OUT, else to stdout; file id = the wav's base name).
+The speaker count is automatic unless --num_speakers gives it: calibrated AHC when the
+experiment holds calibration.json, else spectral clustering (docs/diarization.md).
 """
 
 import argparse
@@ -31,8 +37,10 @@ import numpy as np
 
 from wespeaker_mfcon import __version__
 from wespeaker_mfcon.apps import db_commands
+from wespeaker_mfcon.apps.diarize import DiarizeOptions, diarize_rttm
 from wespeaker_mfcon.apps.embedder import load_model
 from wespeaker_mfcon.utils.entrypoint import probability, run_main
+from wespeaker_mfcon.utils.file_utils import atomic_write
 
 
 def add_decision_options(parser):
@@ -59,10 +67,30 @@ def get_args(argv=None):
     compare = sub.add_parser("compare", help="same speaker or not: LLR (calibrated) or cosine")
     compare.add_argument("wavs", nargs=2)
     add_decision_options(compare)
-    for p in (embed, compare):
+    diarize = sub.add_parser("diarize", help="who spoke when: NIST RTTM")
+    diarize.add_argument("wavs", nargs="+")
+    diarize.add_argument("--num_speakers", type=int, default=None,
+                         help="the number of speakers (default: automatic)")
+    diarize.add_argument("--rttm", default=None, help="write the RTTM here (default: stdout)")
+    DiarizeOptions.add_arguments(diarize)
+    for p in (embed, compare, diarize):
         add_model_options(p)
     db_commands.add_commands(sub, add_model_options, add_decision_options)
     return parser.parse_args(argv)
+
+
+def run_diarize(args, embedder):
+    """RTTM of every wav to args.rttm (atomically) or stdout."""
+    options = DiarizeOptions.from_args(args)
+    lines = [line for wav in args.wavs
+             for line in diarize_rttm(embedder, wav, num_speakers=args.num_speakers,
+                                      options=options)]
+    if args.rttm:
+        with atomic_write(args.rttm) as f:
+            f.writelines(line + "\n" for line in lines)
+    else:
+        for line in lines:
+            print(line)
 
 
 def main(argv=None):
@@ -70,6 +98,8 @@ def main(argv=None):
     if args.command in db_commands.COMMANDS:
         return db_commands.run(args)
     embedder = load_model(args.model, args.device)
+    if args.command == "diarize":
+        return run_diarize(args, embedder)
     if args.command == "embed":
         embs = np.stack([embedder.embed_wav(w) for w in args.wavs])
         if args.out:

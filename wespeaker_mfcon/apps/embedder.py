@@ -25,6 +25,7 @@ from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.models.embedding_net import MIN_FRAMES, EmbeddingNet, min_length
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 from wespeaker_mfcon.config import load_train_config
+from wespeaker_mfcon.utils.audio import load_wav
 from wespeaker_mfcon.utils.errors import UserError
 
 
@@ -99,6 +100,28 @@ class Verdict:
             return f"cosine {self.cosine:.6f}{decision}{rule}; no calibration"
         return (f"llr {self.llr:.4f}{decision} (cosine {self.cosine:.6f}; Bayes threshold "
                 f"{self.threshold:.4f} at p_target {self.p_target:g})")
+
+
+def wave_feats(wave, fbank_kwargs):
+    """float32 samples (N,) in [-1, 1] at fbank_kwargs["sample_rate"] -> (T, num_mel_bins)
+    numpy fbank with that front end (Embedder.fbank_kwargs; FBANK_DEFAULTS for the baseline)."""
+    wave = torch.from_numpy(np.require(wave, np.float32, ["C", "W"])) * 32768.0
+    return fbank(wave, **fbank_kwargs).numpy()
+
+
+class StatsEmbedder:
+    """The trivial baseline embedding, no model: mean and std over time of the log-mel fbank,
+    (2 x num_mel_bins,). Offers what diarization uses of an Embedder (embed_many,
+    fbank_kwargs, calibration = None)."""
+
+    calibration = None
+
+    def __init__(self, fbank_kwargs=None):
+        self.fbank_kwargs = dict(fbank_kwargs or FBANK_DEFAULTS)
+
+    def embed_many(self, feats_list, batch_size=16, max_frames=20000, progress=False):
+        """[(T_i, F)] -> (N, 2F) numpy: [mean over time, std over time] per utterance."""
+        return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in feats_list])
 
 
 def load_embedding_net(checkpoint, config=None):
@@ -197,10 +220,7 @@ class Embedder:
         """(T, F) fbank of a wav file with the model's front end (its config's; for an .onnx,
         FBANK_DEFAULTS at the rate of its metadata), as stage 1 computes it and as sherpa-onnx's
         SpeakerEmbeddingExtractor does."""
-        from wespeaker_mfcon.utils.audio import load_wav
-
-        wave = torch.from_numpy(load_wav(path, self.sample_rate)) * 32768.0
-        return fbank(wave, **self.fbank_kwargs).numpy()
+        return wave_feats(load_wav(path, self.sample_rate), self.fbank_kwargs)
 
     def embed_wav(self, path):
         return self.embed_feats(self.wav_feats(path)[None])[0]

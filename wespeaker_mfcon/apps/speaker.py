@@ -8,6 +8,7 @@
     model.compute_similarity("a.wav", "b.wav")      # (cosine + 1) / 2, in [0, 1]
     model.register("alice", "alice.wav")
     model.recognize("query.wav")                    # {"name": "alice", "confidence": 0.93, ...}
+    model.diarize("meeting.wav", utt="m1")          # [["m1", 0.0, 3.52, 0], ...]
 
 Same names, arguments and return values as WeSpeaker where the job is the same. The model is an
 experiment dir, a .pt or an .onnx file (there is no model hub). Speakers are kept in a speaker
@@ -15,7 +16,7 @@ database (speaker_db.py): in memory by default as in WeSpeaker, or in a file wit
 load_model(model, db="speakers.db"). recognize's result adds "cosine", "llr" and "accepted"
 (the open-set decision of apps/identification.py; None without a calibration) to WeSpeaker's
 "name" and "confidence", which stay closed-set: the best speaker, whatever its score.
-Diarization (WeSpeaker's `diarize`) lives in its own module.
+diarize runs apps/diarize.py (its options: DiarizeOptions) and returns WeSpeaker's rows.
 """
 
 import logging
@@ -71,6 +72,13 @@ class Speaker:
             log.warning("Speaker %s already registered, ignore", name)
             return
         self.identifier.enroll(name, [audio_path])
+
+    def diarize(self, audio_path, utt="unk", num_speakers=None, options=None):
+        """Who spoke when: [[utt, begin s, end s, speaker label 0..K-1]] in time order, as
+        WeSpeaker's diarize returns them (apps/diarize.py; num_speakers fixes the count)."""
+        from wespeaker_mfcon.apps.diarize import diarize
+        turns = diarize(self.embedder, audio_path, num_speakers=num_speakers, options=options)
+        return [[utt, round(begin, 3), round(end, 3), int(label)] for begin, end, label in turns]
 
     def recognize(self, audio_path):
         """{"name", "confidence"} of the best registered speaker ("" and 0.0 when none), plus

@@ -154,7 +154,7 @@ _CH = dict(eq_tilt=1.0, eq_db=3.0, hp_max=100.0, tel_p=0.05, lp_min=6500.0,
 _CT = dict(pause=0.3, onset_p=0.8, coda_p=0.45, gap_p=0.05)
 
 
-def _rng(seed, purpose, split=0, spk=0, sess=0, utt=0):
+def keyed_rng(seed, purpose, split=0, spk=0, sess=0, utt=0):
     """A generator that depends only on its key, never on what was drawn before."""
     return np.random.default_rng(np.random.SeedSequence(
         [int(seed), purpose, int(split), int(spk), int(sess), int(utt)]))
@@ -178,7 +178,7 @@ def speaker_id(split, index):
 
 def speaker_params(seed, split, spk):
     """Physiology and voice quality of one speaker (a dict of floats/arrays)."""
-    r = _rng(seed, _P_SPEAKER, _split_index(split), spk)
+    r = keyed_rng(seed, _P_SPEAKER, _split_index(split), spk)
     # F0 and vocal-tract factor are correlated (as across sexes and ages), with wide overlap.
     u = r.uniform()
     f0 = 85.0 * (240.0 / 85.0) ** u
@@ -303,7 +303,7 @@ def session_params(seed, split, spk, sess):
     """Channel and speaking-style of one session (recording), a dict: EQ in dB (bins,),
     speech impulse response (room + linear-phase EQ FIR) and its delay, noise gain (bins,),
     hum, babble, SNR, F0 shift, rate, breathiness and level."""
-    r = _rng(seed, _P_SESSION, _split_index(split), spk, sess)
+    r = keyed_rng(seed, _P_SESSION, _split_index(split), spk, sess)
     eq = _session_eq_db(r)
     eq_gain = 10 ** (eq / 20)
     # Linear-phase FIR of the EQ.
@@ -331,7 +331,7 @@ def session_name(seed, split, spk, sess, taken=()):
     taken = {t.lower() for t in taken}
     attempt = 0
     while True:
-        r = _rng(seed, _P_NAME, _split_index(split), spk, sess, attempt)
+        r = keyed_rng(seed, _P_NAME, _split_index(split), spk, sess, attempt)
         name = "".join(r.choice(alphabet[:62], 1)) + "".join(r.choice(alphabet, 10))
         if name.lower() not in taken:
             return name
@@ -624,7 +624,7 @@ def _overlap_add(frames, n):
     return speech
 
 
-def _channel_noise(r, ss, n):
+def channel_noise(r, ss, n):
     """Session background noise (n,) at an arbitrary level: coloured through the session's
     noise spectrum and EQ, sometimes with a syllabic modulation and/or mains hum."""
     m = sfft.next_fast_len(n, real=True)
@@ -648,9 +648,9 @@ def _apply_channel(r, ss, speech):
     """Session channel on clean speech (n,): room + EQ, noise at the session SNR (with a
     per-utterance change), level; returns float64 (n,) with peak <= 0.98."""
     n = len(speech)
-    y = fftconvolve(speech, ss["speech_ir"])[ss["ir_delay"]:ss["ir_delay"] + n]
+    y = room_speech(ss, speech)
     p_speech = max(np.mean(y ** 2), 1e-12)
-    noise = _channel_noise(r, ss, n)
+    noise = channel_noise(r, ss, n)
     snr = ss["snr"] + r.normal(0, 2.0)
     noise *= np.sqrt(p_speech / max(np.mean(noise ** 2), 1e-12) * 10 ** (-snr / 10))
     y = y + noise
@@ -673,11 +673,22 @@ def synth_utterance(seed, split, spk, sess, utt, min_dur=DEFAULTS["min_dur"],
     """
     si = _split_index(split)
     sp, ss = _cached_params({} if _cache is None else _cache, seed, split, spk, sess)
-    r = _rng(seed, _P_UTT, si, spk, sess, utt)
+    r = keyed_rng(seed, _P_UTT, si, spk, sess, utt)
     n = int(round(r.uniform(min_dur, max_dur) * SAMPLE_RATE))
+    return _apply_channel(r, ss, clean_speech(r, sp, ss, n))
+
+
+def clean_speech(r, sp, ss, n):
+    """Dry speech (n,) float64 of the speaker sp (speaker_params) in the speaking style of the
+    session ss (session_params), drawn from the generator r: a short leading pause, then
+    phrases separated by pauses; no room, EQ or noise yet (room_speech adds the first two)."""
     n_frames = -(-n // _HOP) + _N_FFT // _HOP
-    speech = _overlap_add(_filtered_frames(r, sp, ss, n_frames), n)
-    return _apply_channel(r, ss, speech)
+    return _overlap_add(_filtered_frames(r, sp, ss, n_frames), n)
+
+
+def room_speech(ss, speech):
+    """speech (n,) through the session's room and EQ (session_params): (n,), time-aligned."""
+    return fftconvolve(speech, ss["speech_ir"])[ss["ir_delay"]:ss["ir_delay"] + len(speech)]
 
 
 def to_wav_bytes(x):
@@ -781,7 +792,7 @@ def make_trials(seed, num_spk, sessions_per_spk, utts_per_session, num_trials, f
     paths = [p for p, *_ in rows]
     spk = np.array([s for _, s, _, _ in rows])
     sess = np.array([s for _, _, s, _ in rows])
-    r = _rng(seed, _P_TRIALS)
+    r = keyed_rng(seed, _P_TRIALS)
     n_tar, n_non, n_tar_possible, n_non_possible = _trial_counts(
         num_spk, sessions_per_spk, utts_per_session, num_trials)
     tar = target_pairs(r, spk, sess, n_tar, n_tar_possible, CORPUS)

@@ -107,3 +107,22 @@ def _mono_at_rate(data, sr, target_sr, where, warn):
             logger.warning("%s: sample rate %d Hz, resampling to %d Hz", where, sr, target_sr)
         wav = resample(wav, sr, target_sr)
     return wav
+
+
+def stream_wav(path, target_sr, block_seconds=30.0):
+    """Yield `path` as consecutive float32 mono blocks at target_sr (channel 0), about
+    block_seconds each, so that a long file is never in memory whole. Checked as load_wav
+    checks (UserError naming the file). A file at another rate is resampled block by block,
+    with one warning: each block's edges see zeros beyond it (a transient of a few samples
+    every block_seconds)."""
+    frames, sr, channels = audio_info(path)
+    if channels > 1:
+        logger.warning("%s: %d channels, using channel 0", path, channels)
+    if sr != target_sr:
+        logger.warning("%s: sample rate %d Hz, resampling to %d Hz", path, sr, target_sr)
+    block = max(1, int(block_seconds * sr))
+    try:
+        for data in sf.blocks(path, blocksize=block, dtype="float32", always_2d=True):
+            yield _mono_at_rate(data, sr, target_sr, where=path, warn=False)
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise UserError(f"{path}: unreadable audio ({_reason(e, path)})") from None
