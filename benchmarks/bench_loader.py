@@ -20,7 +20,7 @@ by wall time and by CPU time, with a breakdown by augmentation type and speed.
 Then the consumer side:
   * the on-the-fly fbank of a --batch of those chunks (Fbank module, batched, dither,
     as the training loop runs it on the training device), 1 and 2 torch threads;
-  * the CPU training step of the paper MFCon config on raw chunks (analysis.train_step.TrainStep
+  * the CPU training step of the paper MFCon config on raw chunks (training.step.TrainStep
     with the Fbank front end, i.e. fbank + forward + backward + Adam), measured on a reduced batch
     (--step_batch) unless --step_time_ms gives the time of a --batch step;
 giving the CPU consumption rate (chunks/s) and the workers it needs; and, as an ESTIMATE
@@ -42,7 +42,7 @@ import torch
 
 from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, load_avg, start
 from wespeaker_mfcon.analysis.speed_tables import render_loader
-from wespeaker_mfcon.analysis.train_step import TrainStep
+from wespeaker_mfcon.training.step import TrainStep
 from wespeaker_mfcon.config import load_train_config
 from wespeaker_mfcon.dataset.augment import Augmentor
 from wespeaker_mfcon.dataset.dataset import SpeakerChunkDataset, load_spk2id

@@ -5,7 +5,7 @@
     python benchmarks/bench_train_step.py --weightings grad_ratio loss_ratio uncertainty \
         [--steps 20] [--threads 1]          # MFCon weighting overhead, small config
 
-One step is exactly what training does (wespeaker_mfcon.analysis.train_step.TrainStep, i.e.
+One step is exactly what training does (wespeaker_mfcon.training.step.TrainStep, i.e.
 EpochRunner.step of training/loop.py):
 mean normalization of the fbank batch, forward, AM-softmax cross-entropy (+ lambda * MFCon),
 backward, Adam step, lr-scheduler step. Inputs are random fbank chunks with P x K labels
@@ -41,7 +41,7 @@ import torch
 
 from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, load_avg, start
 from wespeaker_mfcon.analysis.speed_tables import render_train_step, render_weighting
-from wespeaker_mfcon.analysis.train_step import TrainStep
+from wespeaker_mfcon.training.step import TrainStep
 from wespeaker_mfcon.config import load_train_config
 from wespeaker_mfcon.frontend.fbank import apply_cmn
 from wespeaker_mfcon.utils.entrypoint import run_main

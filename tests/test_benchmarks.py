@@ -16,7 +16,7 @@ from conftest import ROOT, python_env
 from train_utils import tiny_config
 from wespeaker_mfcon.analysis import benchmarking, tables
 from wespeaker_mfcon.analysis.shard_batching import batch_structure
-from wespeaker_mfcon.analysis.train_step import TrainStep
+from wespeaker_mfcon.training.step import TrainStep
 from wespeaker_mfcon.config import load_train_config
 from wespeaker_mfcon.utils.errors import UserError
 

@@ -28,8 +28,7 @@ import numpy as np
 import torch
 
 from wespeaker_mfcon.config import load_train_config, parse_overrides
-from wespeaker_mfcon.training import builders
-from wespeaker_mfcon.training.loop import EpochRunner, StepOptions
+from wespeaker_mfcon.training.step import TrainStep
 from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.file_utils import atomic_write
 
@@ -65,23 +64,18 @@ def probe(conf, classes, steps, interval, frames, steps_per_epoch, seed=0):
     """Train `steps` steps; returns the rows of the measured steps."""
     torch.manual_seed(seed)
     conf.num_classes = classes
-    net = builders.build_model_with_heads(conf)
-    optimizer = builders.build_optimizer(conf, net.parameters())
-    lr_scheduler = builders.build_lr_scheduler(conf, optimizer, steps_per_epoch)
-    runner = EpochRunner(net, optimizer, lr_scheduler, None,
-                         StepOptions(device=torch.device("cpu"), diagnostics_interval=interval))
+    step = TrainStep(conf, steps_per_epoch=steps_per_epoch, diagnostics_interval=interval)
     data = SyntheticSpeakers(classes, conf.feat_dim, frames, seed)
     gen = np.random.default_rng(seed + 1)
     rows, start = [], time.time()
-    net.train()
-    for step in range(steps):
-        stats = runner.step(*data.batch(draw_labels(conf, classes, gen)), step)
-        if runner.diagnostics.wants(step):
-            rows.append({"step": step, "lr": optimizer.param_groups[0]["lr"],
+    for i in range(steps):
+        stats = step(*data.batch(draw_labels(conf, classes, gen)))
+        if step.diagnostics.wants(i):
+            rows.append({"step": i, "lr": step.optimizer.param_groups[0]["lr"],
                          "loss_cls": float(stats[1]), "loss_mfcon": float(stats[2]),
                          "train_acc": float(stats[3]), "seconds": time.time() - start,
-                         **runner.diagnostics.summary()})
-            runner.diagnostics.reset()
+                         **step.diagnostics.summary()})
+            step.diagnostics.reset()
             print(json.dumps(rows[-1]), flush=True)
     return rows
 

@@ -1,5 +1,6 @@
 """One training step as stage 2 runs it, built from a config without data or checkpoints:
-what the step-time benchmarks measure (benchmarks/bench_train_step.py, bench_loader.py).
+what the step-time benchmarks measure (benchmarks/bench_train_step.py, bench_loader.py) and
+what analysis/paper_gradients.py probes with gradient diagnostics.
 
     step = TrainStep(conf)             # network with heads, optimizer, lr schedule, and the
                                        # on-the-fly fbank for data_type raw / shard
@@ -20,7 +21,7 @@ from wespeaker_mfcon.training.loop import EpochRunner, StepOptions
 class TrainStep:
     """The parts of one training process, stepped by calling it; .net is the ModelWithHeads."""
 
-    def __init__(self, conf, device="cpu", steps_per_epoch=1000):
+    def __init__(self, conf, device="cpu", steps_per_epoch=1000, diagnostics_interval=0):
         device = torch.device(device)
         self.net = build_model_with_heads(conf).to(device)
         self.net.train()
@@ -28,7 +29,8 @@ class TrainStep:
         optimizer = build_optimizer(conf, self.net.parameters())
         scheduler = build_lr_scheduler(conf, optimizer, steps_per_epoch)
         options = StepOptions(device=device, frontend=frontend, grad_clip=conf.grad_clip,
-                              is_main=False)
+                              is_main=False, diagnostics_interval=diagnostics_interval)
+        self.optimizer = optimizer
         self._runner = EpochRunner(self.net, optimizer, scheduler, None, options)
         self.steps = 0
 
@@ -37,3 +39,8 @@ class TrainStep:
         stats = self._runner.step(chunks, labels, self.steps)
         self.steps += 1
         return stats
+
+    @property
+    def diagnostics(self):
+        """training/diagnostics.GradientDiagnostics of the steps (None without them)."""
+        return self._runner.diagnostics
