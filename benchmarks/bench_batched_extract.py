@@ -119,7 +119,7 @@ def measure(jobs, models, modes, args, num_utts):
 
 def export_models(exp_dir, tmp, with_onnx):
     """{graph: model path}: the .pt, and with_onnx the plain and the lengths ONNX graphs."""
-    from wespeaker_mfcon.apps.embedder import load_embedding_net
+    from wespeaker_mfcon.models.embedding_net import load_embedding_net
     from wespeaker_mfcon.export.onnx import export
 
     pt = os.path.join(exp_dir, "models", "avg_model.pt")
@@ -127,7 +127,7 @@ def export_models(exp_dir, tmp, with_onnx):
         raise UserError(f"{pt}: no such model")
     models = {"pt": pt}
     if with_onnx:
-        net, conf = load_embedding_net(pt)
+        net, conf = load_embedding_net(pt, os.path.join(exp_dir, "config.yaml"))
         for graph, with_lengths in (("plain", False), ("lengths", True)):
             models[graph] = os.path.join(tmp, f"{graph}.onnx")
             t0 = time.perf_counter()

@@ -290,11 +290,10 @@ def _digest(d):
 
 
 def test_mini_noise_deterministic(tmp_path):
-    a = write_aug_lists(str(tmp_path / "a"), synthetic=2)
+    a = mini_noise.write_synthetic_lists(str(tmp_path / "a"), 2)
     assert a == [str(tmp_path / "a" / "noise.scp"), str(tmp_path / "a" / "rir.scp")]
-    mini_noise.main(["--out_dir", str(tmp_path / "b"), "--num_per_type", "2", "--num_rirs", "2"])
-    mini_noise.main(["--out_dir", str(tmp_path / "c"), "--num_per_type", "2", "--num_rirs", "2",
-                     "--seed", "1"])
+    mini_noise.generate_noise_set(str(tmp_path / "b"), num_per_type=2, num_rirs=2)
+    mini_noise.generate_noise_set(str(tmp_path / "c"), num_per_type=2, num_rirs=2, seed=1)
     # same content (lists hold absolute paths, so compare the wavs)
     assert _digest(tmp_path / "a" / "noise") == _digest(tmp_path / "b" / "noise")
     assert _digest(tmp_path / "a" / "rir") == _digest(tmp_path / "b" / "rir")

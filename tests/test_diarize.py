@@ -17,10 +17,10 @@ import yaml
 from conftest import python_env
 from train_utils import TINY_MODEL
 from wespeaker_mfcon.apps.clustering import cluster, cosine_threshold
-from wespeaker_mfcon.apps.diarize import diarize, diarize_rttm, resegment, window_frames
+from wespeaker_mfcon.apps.diarize import (diarize, diarize_rttm, diarize_scp, resegment,
+                                          window_frames)
 from wespeaker_mfcon.apps.embedder import StatsEmbedder
 from wespeaker_mfcon.apps.vad import SileroVad, _silero_file
-from wespeaker_mfcon.bin.diarize import main as diarize_main
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.scoring.calibration import Calibration
 from wespeaker_mfcon.scoring.diarization import score_rttm, score_turns
@@ -228,16 +228,15 @@ def test_wav_scp_entry_point_with_counts_per_recording(exp, recordings, tmp_path
                                       f"b {recordings / 'one.wav'}\n")
     (tmp_path / "reco2num_spk").write_text("a 2\nb 1\n")
     out = tmp_path / "all.rttm"
-    diarize_main(["--model", str(exp / "models" / "avg_model.pt"), "--wav_scp",
-                  str(tmp_path / "wav.scp"), "--rttm", str(out), "--nj", "2",
-                  "--reco2num_spk", str(tmp_path / "reco2num_spk")])
+    diarize_scp(str(exp / "models" / "avg_model.pt"), str(tmp_path / "wav.scp"), str(out), nj=2,
+                reco2num_spk=str(tmp_path / "reco2num_spk"))
     turns = read_rttm(str(out))
     assert list(turns) == ["a", "b"]
     assert len({k for *_, k in turns["a"]}) == 2 and len({k for *_, k in turns["b"]}) == 1
     (tmp_path / "reco2num_spk").write_text("a 2\n")
     with pytest.raises(UserError, match="no count for b"):
-        diarize_main(["--model", str(exp), "--wav_scp", str(tmp_path / "wav.scp"), "--rttm",
-                      str(out), "--reco2num_spk", str(tmp_path / "reco2num_spk")])
+        diarize_scp(str(exp), str(tmp_path / "wav.scp"), str(out),
+                    reco2num_spk=str(tmp_path / "reco2num_spk"))
 
 
 def test_docs_tables_show_the_json_figures():

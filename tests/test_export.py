@@ -184,7 +184,7 @@ def test_the_sample_rate_of_the_config_reaches_the_onnx_metadata_and_the_feature
     (the same features from the .pt's config and from the .onnx's metadata)."""
     import onnx
 
-    from wespeaker_mfcon.apps.embedder import load_embedding_net
+    from wespeaker_mfcon.models.embedding_net import load_embedding_net
     from wespeaker_mfcon.export.onnx import export_checked
     from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS
 
@@ -195,7 +195,8 @@ def test_the_sample_rate_of_the_config_reaches_the_onnx_metadata_and_the_feature
     torch.manual_seed(0)
     torch.save({"model": build_model("mfa_conformer", conf["model_args"]).state_dict()},
                tmp_path / "models" / "avg_model.pt")
-    net, loaded = load_embedding_net(str(tmp_path / "models" / "avg_model.pt"))
+    net, loaded = load_embedding_net(str(tmp_path / "models" / "avg_model.pt"),
+                                     str(tmp_path / "config.yaml"))
     assert loaded.sample_rate == 8000 and FBANK_DEFAULTS["sample_rate"] == 16000
     export_checked(net, loaded, str(tmp_path / "models" / "avg_model.onnx"))
     meta = {p.key: p.value for p in

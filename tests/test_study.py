@@ -172,7 +172,7 @@ def test_validation_curve_scores_every_epoch_checkpoint(tiny_setup, tmp_path):
     """Epochs in numeric order; each epoch's EER is block_eer's of that checkpoint."""
     from wespeaker_mfcon.analysis import block_eer
     from wespeaker_mfcon.analysis.validation_curve import validation_curve
-    from wespeaker_mfcon.apps.embedder import load_embedding_net
+    from wespeaker_mfcon.models.embedding_net import load_embedding_net
     from wespeaker_mfcon.models import build_model
 
     exp = tmp_path / "exp"

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from wespeaker_mfcon.scoring.metrics import evaluate
 from wespeaker_mfcon.analysis.plots import plot_block_curves
 from wespeaker_mfcon.frontend.fbank import apply_cmn
-from wespeaker_mfcon.apps.embedder import load_embedding_net
+from wespeaker_mfcon.models.embedding_net import load_embedding_net
 from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write, read_scp

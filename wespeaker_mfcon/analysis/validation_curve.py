@@ -22,7 +22,7 @@ import re
 import torch
 
 from wespeaker_mfcon.analysis.block_eer import ScpFeats, block_eer
-from wespeaker_mfcon.apps.embedder import load_embedding_net
+from wespeaker_mfcon.models.embedding_net import load_embedding_net
 from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write

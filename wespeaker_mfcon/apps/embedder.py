@@ -21,10 +21,7 @@ from tqdm import tqdm
 
 from wespeaker_mfcon.scoring.calibration import Calibration, bayes_threshold
 from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank
-from wespeaker_mfcon.models import build_model
-from wespeaker_mfcon.models.embedding_net import MIN_FRAMES, EmbeddingNet, min_length
-from wespeaker_mfcon.utils.checkpoint import load_checkpoint
-from wespeaker_mfcon.config import load_train_config
+from wespeaker_mfcon.models.embedding_net import MIN_FRAMES, load_embedding_net, min_length
 from wespeaker_mfcon.utils.audio import load_wav
 from wespeaker_mfcon.utils.errors import UserError
 
@@ -124,15 +121,6 @@ class StatsEmbedder:
         return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in feats_list])
 
 
-def load_embedding_net(checkpoint, config=None):
-    """Rebuild the model from the experiment's config.yaml and load weights (eval mode)."""
-    conf = load_train_config(config or find_config(checkpoint))
-    model = build_model(conf.model, conf.model_args)
-    state = load_checkpoint(checkpoint)
-    model.load_state_dict(state["model"] if "model" in state else state)
-    return EmbeddingNet(model).eval(), conf
-
-
 class Embedder:
     """Embeddings for fbank batches or wav files from a .pt or an .onnx model."""
 
@@ -155,7 +143,7 @@ class Embedder:
             names = [i.name for i in self.session.get_inputs()]
             self.supports_padding = "lengths" in names
         else:
-            self.net, conf = load_embedding_net(model_path, config)
+            self.net, conf = load_embedding_net(model_path, config or find_config(model_path))
             self.device = torch.device(device)
             self.net.to(self.device)
             self.fbank_kwargs = conf.fbank_kwargs()

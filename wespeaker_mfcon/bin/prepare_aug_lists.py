@@ -14,7 +14,9 @@ else any directory of wavs.
 import argparse
 
 from wespeaker_mfcon.dataset.aug_lists import RIR_SETS, write_aug_lists
+from wespeaker_mfcon.synth.noise import write_synthetic_lists
 from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.errors import UserError
 
 
 def get_parser():
@@ -35,8 +37,13 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    write_aug_lists(args.out_dir, musan_root=args.musan_root, rir_root=args.rir_root,
-                    rir_sets=args.rir_sets, synthetic=args.synthetic, seed=args.seed)
+    if args.synthetic and (args.musan_root or args.rir_root):
+        raise UserError("give either --synthetic or --musan_root/--rir_root, not both")
+    if args.synthetic:
+        write_synthetic_lists(args.out_dir, args.synthetic, args.seed)
+    else:
+        write_aug_lists(args.out_dir, musan_root=args.musan_root, rir_root=args.rir_root,
+                        rir_sets=args.rir_sets)
 
 
 if __name__ == "__main__":

@@ -134,26 +134,10 @@ def scan_rirs(rir_root, sets=RIR_SETS):
     return rows
 
 
-def _synthetic_set(out_dir, num, seed):
-    """[noise.scp, rir.scp] of a generated set of num files per noise type and num RIRs."""
-    if num < 0:
-        raise UserError(f"--synthetic must be > 0, got {num}")
-    check_root_path(out_dir, what="output dir",
-                    why="the lists hold the paths of the files generated there")
-    from wespeaker_mfcon.synth.noise import generate_noise_set
-    return list(generate_noise_set(out_dir, num_per_type=num, num_rirs=num, seed=seed))
-
-
-def write_aug_lists(out_dir, musan_root="", rir_root="", rir_sets=RIR_SETS, synthetic=0,
-                    seed=0):
+def write_aug_lists(out_dir, musan_root="", rir_root="", rir_sets=RIR_SETS):
     """out_dir/noise.scp from musan_root and/or out_dir/rir.scp from rir_root (both scanned
-    before either is written); or, with synthetic N, N generated files per noise type and N
-    RIRs under out_dir with their lists (wespeaker_mfcon.synth.noise, seeded). Returns the
-    paths of the lists written."""
-    if synthetic:
-        if musan_root or rir_root:
-            raise UserError("give either --synthetic or --musan_root/--rir_root, not both")
-        return _synthetic_set(out_dir, synthetic, seed)
+    before either is written). Returns the paths of the lists written. (The generated stand-in
+    of the mini corpus: synth/noise.py write_synthetic_lists.)"""
     if not musan_root and not rir_root:
         raise UserError("nothing to do: give --musan_root and/or --rir_root, or --synthetic N")
     # scan everything first so a bad root writes nothing

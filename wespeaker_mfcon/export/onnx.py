@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import torch
 
-from wespeaker_mfcon.apps.embedder import load_embedding_net
+from wespeaker_mfcon.models.embedding_net import load_embedding_net
 from wespeaker_mfcon.models.embedding_net import MIN_FRAMES
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path

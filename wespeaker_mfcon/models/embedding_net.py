@@ -9,7 +9,10 @@ apps load; the MFCon and classification heads of training are not part of it.
 import numpy as np
 import torch.nn as nn
 
+from wespeaker_mfcon.config import load_train_config
 from wespeaker_mfcon.frontend.fbank import apply_cmn
+from wespeaker_mfcon.models import build_model
+from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 
 MIN_FRAMES = 20  # the exported graph's minimum length (export_onnx uses the same bound)
 
@@ -41,3 +44,14 @@ def min_length(feats):
         return feats
     reps = -(-MIN_FRAMES // feats.shape[0])
     return np.tile(feats, (reps, 1))[:MIN_FRAMES]
+
+
+def load_embedding_net(checkpoint, config):
+    """Rebuild the model from an experiment's config.yaml and load a checkpoint's weights:
+    (EmbeddingNet in eval mode, the TrainConfig). apps/embedder.py finds the config beside
+    a checkpoint."""
+    conf = load_train_config(config)
+    model = build_model(conf.model, conf.model_args)
+    state = load_checkpoint(checkpoint)
+    model.load_state_dict(state["model"] if "model" in state else state)
+    return EmbeddingNet(model).eval(), conf

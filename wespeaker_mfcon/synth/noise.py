@@ -13,10 +13,9 @@ Writes 16 kHz 16-bit wavs plus ``noise.scp`` (keys prefixed noise-/music-/speech
 Every file is drawn from its own generator seeded by (seed, type, index), so the output is
 byte-identical for a given seed and a file does not change when the set size does.
 
-CLI: ``python -m wespeaker_mfcon.synth.noise --out_dir DIR [--num_per_type N]``
+The recipe writes it with ``python -m wespeaker_mfcon.bin.prepare_aug_lists --synthetic N``.
 """
 
-import argparse
 import logging
 import os
 
@@ -164,6 +163,19 @@ def _write_wav(path, wave):
         sf.write(f, wave, SR, subtype="PCM_16", format="WAV")
 
 
+def write_synthetic_lists(out_dir, num, seed=0):
+    """[noise.scp, rir.scp] of a generated set of num files per noise type and num RIRs under
+    out_dir (the augmentation lists of the mini corpus, as dataset/aug_lists.py writes them
+    for MUSAN and RIRS_NOISES)."""
+    from wespeaker_mfcon.dataset.voxceleb import check_root_path
+
+    if num <= 0:
+        raise UserError(f"--synthetic must be > 0, got {num}")
+    check_root_path(out_dir, what="output dir",
+                    why="the lists hold the paths of the files generated there")
+    return list(generate_noise_set(out_dir, num_per_type=num, num_rirs=num, seed=seed))
+
+
 def generate_noise_set(out_dir, num_per_type=6, num_rirs=8, seed=0, duration=5.0):
     """Write synthetic noises and RIRs under `out_dir`; returns (noise_scp, rir_scp) paths.
 
@@ -206,29 +218,3 @@ def generate_noise_set(out_dir, num_per_type=6, num_rirs=8, seed=0, duration=5.0
     logger.info("synthetic augmentation set: %d noises, %d RIRs in %s",
                 len(noise_rows), len(rir_rows), out_dir)
     return noise_scp, rir_scp
-
-
-def get_parser():
-    p = argparse.ArgumentParser(
-        description="Generate a small deterministic synthetic noise/RIR set (MUSAN and "
-                    "RIRS_NOISES stand-in) with noise.scp and rir.scp lists.")
-    p.add_argument("--out_dir", required=True, help="output directory")
-    p.add_argument("--num_per_type", type=int, default=6,
-                   help="files per noise type (noise, music, speech) (default 6)")
-    p.add_argument("--num_rirs", type=int, default=8, help="number of RIRs (default 8)")
-    p.add_argument("--duration", type=float, default=5.0, help="noise length in s (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    return p
-
-
-def main(argv=None):
-    args = get_parser().parse_args(argv)
-    noise_scp, rir_scp = generate_noise_set(args.out_dir, args.num_per_type, args.num_rirs,
-                                            args.seed, args.duration)
-    print(noise_scp)
-    print(rir_scp)
-
-
-if __name__ == "__main__":
-    from wespeaker_mfcon.utils.entrypoint import run_main
-    run_main(main)
