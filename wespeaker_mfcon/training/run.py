@@ -10,6 +10,7 @@
 import json
 import logging
 import os
+import sys
 
 import numpy as np
 import torch
@@ -210,6 +211,18 @@ class TrainingRun:
 
 
 def _file_handler(path):
-    handler = logging.FileHandler(path)
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     return handler
+
+
+class _LogFile(logging.FileHandler):
+    """train.log; when a line cannot be written (a full disk), one warning on stderr instead of
+    a "--- Logging error ---" traceback per line."""
+    failed = False
+
+    def handleError(self, record):
+        if not self.failed:
+            self.failed = True
+            print(f"warning: {self.baseFilename}: cannot write the log ({sys.exc_info()[1]}); "
+                  "its lines go to the console only", file=sys.stderr)
