@@ -93,7 +93,11 @@ class Nodes:
         with open(f"{self.exp}.node{node}.log") as f:
             return f.read()
 
-    def close(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """Kill what is still running (a failed test must not leave jobs behind)."""
         for agent in self.agents:
             if agent.poll() is None:
                 for pid in [agent.pid, *children(agent.pid)]:
@@ -149,13 +153,10 @@ def assert_same_final(job, exp):
 
 def test_a_killed_worker_heals_and_the_run_ends_identical(job):
     exp = job["root"] / "healed"
-    nodes = Nodes(job, exp, "2")
-    try:
+    with Nodes(job, exp, "2") as nodes:
         wait_for_checkpoint(exp)
         nodes.kill_worker(1)
         assert nodes.wait(0) == 0 and nodes.wait(1) == 0, nodes.log(0)[-3000:]
-    finally:
-        nodes.close()
     log = (exp / "train.log").read_text()
     assert "resumed from" in log and "world size changed" not in log
     assert_same_final(job, exp)
@@ -163,13 +164,10 @@ def test_a_killed_worker_heals_and_the_run_ends_identical(job):
 
 def test_a_lost_node_lets_the_job_finish_on_the_other(job):
     exp = job["root"] / "shrunk"
-    nodes = Nodes(job, exp, "1:2")
-    try:
+    with Nodes(job, exp, "1:2") as nodes:
         wait_for_checkpoint(exp, world_size=2)
         nodes.kill_node(1)
         assert nodes.wait(0) == 0, nodes.log(0)[-3000:]
-    finally:
-        nodes.close()
     log = (exp / "train.log").read_text()
     assert "world size changed from 2 to 1 process(es)" in log
     assert "8 steps/epoch on 1 process(es)" in log
@@ -180,19 +178,13 @@ def test_a_lost_node_lets_the_job_finish_on_the_other(job):
 
 def test_both_nodes_lost_then_the_same_command_resumes_identical(job):
     exp = job["root"] / "restarted"
-    nodes = Nodes(job, exp, "2")
-    try:
+    with Nodes(job, exp, "2") as nodes:
         wait_for_checkpoint(exp)
         nodes.kill_node(1)
         nodes.kill_node(0)
-    finally:
-        nodes.close()
     assert not (exp / f"models/model_{EPOCHS}.pt").exists()
-    nodes = Nodes(job, exp, "2")
-    try:
+    with Nodes(job, exp, "2") as nodes:
         assert nodes.wait(0) == 0 and nodes.wait(1) == 0, nodes.log(0)[-3000:]
-    finally:
-        nodes.close()
     assert "resumed from" in (exp / "train.log").read_text()
     assert_same_final(job, exp)
 

@@ -16,12 +16,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import write_tree
+from test_shards import shard_data  # noqa: F401  (4 speakers x 4 utterances, 4 shards of 4)
 from train_utils import TINY_MODEL, tiny_config
-from wespeaker_mfcon.bin.make_shards import main as make_shards_main
 from wespeaker_mfcon.bin.train import main as train_main
 from wespeaker_mfcon.dataset.shards import read_shard, read_shard_list
-from wespeaker_mfcon.dataset.voxceleb import prepare_sets
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
 from wespeaker_mfcon.utils.errors import UserError
 
@@ -84,31 +82,20 @@ class _Handler(SimpleHTTPRequestHandler):
         owner.served(self.path)
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    """4 speakers x 4 utterances of 1.2 s, in 4 shards of 4."""
-    root = tmp_path_factory.mktemp("http")
-    write_tree(str(root / "wav"), speakers=4, videos=2, utts=2, seconds=1.2)
-    prepare_sets([(str(root / "wav"), str(root / "data" / "train"), ())])
-    data = root / "data" / "train"
-    make_shards_main(["--data", str(data), "--num_utts_per_shard", "4", "--no_progress"])
-    return data
-
-
 @pytest.fixture
-def server(shards):
-    server = ShardServer(str(shards / "shards"))
+def server(shard_data):
+    server = ShardServer(str(shard_data / "shards"))
     yield server
     server.stop()
 
 
-def http_data(shards, server, tmp_path):
+def http_data(shard_data, server, tmp_path):
     """A copy of the data dir whose shard.list names the shards by their URLs."""
     data = tmp_path / "http_train"
     data.mkdir()
     for name in ("utt2spk", "wav.scp"):
-        (data / name).write_text((shards / name).read_text())
-    names = [os.path.basename(p) for p in read_shard_list(str(shards))]
+        (data / name).write_text((shard_data / name).read_text())
+    names = [os.path.basename(p) for p in read_shard_list(str(shard_data))]
     (data / "shard.list").write_text("".join(server.url(n) + "\n" for n in names))
     return str(data)
 
@@ -135,24 +122,24 @@ def assert_same_model(a, b):
 
 
 @pytest.fixture(scope="module")
-def local_run(shards, tmp_path_factory):
+def local_run(shard_data, tmp_path_factory):
     """The final checkpoint of training from the local shard files."""
     root = tmp_path_factory.mktemp("local")
-    return train(shard_config(root / "c.yaml"), root / "exp", str(shards))
+    return train(shard_config(root / "c.yaml"), root / "exp", str(shard_data))
 
 
-def test_urls_and_pipes_give_the_samples_of_the_local_files(shards, server):
-    for path in read_shard_list(str(shards)):
+def test_urls_and_pipes_give_the_samples_of_the_local_files(shard_data, server):
+    for path in read_shard_list(str(shard_data)):
         local = [s[:3] for s in read_shard(path)]
         assert len(local) == 4
         assert [s[:3] for s in read_shard(server.url(os.path.basename(path)))] == local
         assert [s[:3] for s in read_shard(f"pipe:cat {path}")] == local
 
 
-def test_a_connection_cut_mid_shard_is_read_again_from_where_it_stopped(shards, server,
+def test_a_connection_cut_mid_shard_is_read_again_from_where_it_stopped(shard_data, server,
                                                                         caplog):
-    name = os.path.basename(read_shard_list(str(shards))[1])
-    local = [s[:3] for s in read_shard(str(shards / "shards" / name))]
+    name = os.path.basename(read_shard_list(str(shard_data))[1])
+    local = [s[:3] for s in read_shard(str(shard_data / "shards" / name))]
     server.cut.add(f"/{name}")
     with caplog.at_level(logging.WARNING):
         samples = [s[:3] for s in read_shard(server.url(name), retries=2, retry_wait=0.1)]
@@ -160,21 +147,21 @@ def test_a_connection_cut_mid_shard_is_read_again_from_where_it_stopped(shards, 
     assert "curl: the transfer ended early (exit status 18)" in caplog.text
 
 
-def test_training_over_http_survives_an_outage_and_ends_identical(shards, server, local_run,
+def test_training_over_http_survives_an_outage_and_ends_identical(shard_data, server, local_run,
                                                                   tmp_path, caplog):
     conf = shard_config(tmp_path / "c.yaml", retries=4, retry_wait=0.5)
     server.outage(after=2, seconds=2.0)               # gone for 2 s from the 3rd shard on
     with caplog.at_level(logging.WARNING):
-        final = train(conf, tmp_path / "exp", http_data(shards, server, tmp_path))
+        final = train(conf, tmp_path / "exp", http_data(shard_data, server, tmp_path))
     assert "curl: could not connect to the server (exit status 7)" in caplog.text
     assert "trying again in" in caplog.text
     assert_same_model(local_run, final)
 
 
 def test_a_server_gone_for_good_is_one_line_and_the_run_resumes_when_it_is_back(
-        shards, server, local_run, tmp_path):
+        shard_data, server, local_run, tmp_path):
     conf = shard_config(tmp_path / "c.yaml", retries=2, retry_wait=0.2)
-    data = http_data(shards, server, tmp_path)
+    data = http_data(shard_data, server, tmp_path)
     # the first batch needs 12 samples (buffers of 8 + 4), each next one 4: with 5 shards
     # served, 3 steps are done (and checkpointed) before the 6th request fails
     server.outage(after=5, seconds=None)

@@ -167,7 +167,7 @@ def test_training_into_a_disk_that_fills_ends_with_one_line_and_resumes_elsewher
         assert proc.returncode == 1
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith(f"error: {mnt}/exp/models/model_2.pt: not written: not enough "
-                               "free space (the write needs about 1.5 MiB; ")
+                               "free space (the write needs about 1.4 MiB; ")
         assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
         assert sorted(os.listdir(mnt / "exp/models")) == ["model_1.pt"]
         assert load_checkpoint(str(mnt / "exp/models/model_1.pt"))["epoch"] == 1

@@ -37,6 +37,10 @@ def renderers():
     """{report name: render(data) -> markdown}; each renderer sits beside the code that writes
     its JSON (imported here, on use)."""
     from wespeaker_mfcon.analysis import summarize_comparison
+    from benchmarks import bench_shard_http, checkpoint_cost, gpu_check   # a checkout's
     return {
         "comparison": summarize_comparison.render_docs_table,
+        "shard_http": bench_shard_http.render,
+        "checkpoint_cost": checkpoint_cost.render,
+        "gpu_check": gpu_check.render,
     }
