@@ -15,7 +15,8 @@ setup() {
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   local stamp="$venv/.wespeaker_mfcon_installed"
   local want
-  want=$(cat requirements.txt requirements-test.txt setup.py | sha1sum | cut -d' ' -f1)
+  want=$(cat requirements.txt requirements-test.txt requirements-docs.txt setup.py | sha1sum \
+    | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$venv/bin/pip" install -q --disable-pip-version-check -r requirements-test.txt
     "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e .

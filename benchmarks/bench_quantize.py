@@ -54,7 +54,7 @@ def export_pair(name, out_dir, calib_data, calib_utts):
         export(net, conf.feat_dim, fp32, opset=18)
     add_metadata(fp32, conf, net.model.embed_dim)
     if calib_data:
-        calib, check = calibration_feats(calib_data, calib_utts, feat_dim=conf.feat_dim)
+        calib, check = calibration_feats(calib_data, calib_utts, fbank_kwargs=conf.fbank_kwargs())
     else:
         calib = [noise_fbank(3.0, conf.feat_dim, seed=s) for s in range(1, calib_utts + 1)]
         check = [noise_fbank(10.0, conf.feat_dim, seed=s) for s in (100, 101)]

@@ -1,5 +1,5 @@
-"""Analysis tools: per-block EER (bin/block_eer), multi-seed comparison
-(bin/summarize_comparison) and the comparison recipe (local/compare_mfcon.sh)."""
+"""Analysis tools: per-block EER (analysis/block_eer.py), multi-seed comparison
+(analysis/summarize_comparison.py), validation curves. The study scheduler: tests/test_study.py."""
 
 import json
 import os
@@ -303,7 +303,7 @@ def test_summarize_comparison_bad_runs(tmp_path):
 
 # ----------------------------------------------------------------------------- variants
 
-def test_list_variants(tmp_path, monkeypatch, capsys):
+def test_read_variants(tmp_path):
     conf = tmp_path / "c.yaml"
     conf.write_text("seed: 1\nmfcon_args: {enable: true, weight: 0.01}\n"
                     "dataset_args: {sampler: pk}\n")
@@ -311,13 +311,12 @@ def test_list_variants(tmp_path, monkeypatch, capsys):
     vf.write_text(f"mfcon:\n  config: {conf}\n  overrides: \"--mfcon_args.weight 0.1  "
                   f"--mfcon_args.blocks=[-2,-1]\"\nbaseline: {{config: {conf}}}\n"
                   f"random:\n  config: {conf}\n  overrides: [--dataset_args.sampler, random]\n")
-    assert summarize_comparison.main(["--list_variants", str(vf)]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        f"mfcon|{conf}|--mfcon_args.weight=0.1 --mfcon_args.blocks=[-2,-1]",
-        f"baseline|{conf}|",
-        f"random|{conf}|--dataset_args.sampler=random",
+    variants, baseline = summarize_comparison.read_variants(str(vf))
+    assert variants == [
+        ("mfcon", str(conf), ["--mfcon_args.weight=0.1", "--mfcon_args.blocks=[-2,-1]"]),
+        ("baseline", str(conf), []),
+        ("random", str(conf), ["--dataset_args.sampler=random"]),
     ]
-    _, baseline = summarize_comparison.read_variants(str(vf))
     assert baseline == "baseline"
 
     for text, match in [
@@ -330,15 +329,15 @@ def test_list_variants(tmp_path, monkeypatch, capsys):
     ]:
         vf.write_text(text)
         with pytest.raises(UserError, match=match):
-            summarize_comparison.main(["--list_variants", str(vf)])
+            summarize_comparison.read_variants(str(vf))
 
 
-def test_shipped_variant_files(monkeypatch, capsys):
+def test_shipped_variant_files(monkeypatch):
     monkeypatch.chdir(RECIPE)
-    summarize_comparison.main(["--list_variants", "conf/compare/mfcon_vs_baseline.yaml"])
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == ["baseline|conf/mfa_conformer_small.yaml|",
-                     "mfcon|conf/mfa_conformer_mfcon_small.yaml|--mfcon_args.weight=0.01"]
+    variants, _ = summarize_comparison.read_variants("conf/compare/mfcon_lambda.yaml")
+    assert variants[:2] == [("baseline", "conf/mfa_conformer_small.yaml", []),
+                            ("mfcon", "conf/mfa_conformer_mfcon_small.yaml",
+                             ["--mfcon_args.weight=0.01"])]
     variants, baseline = summarize_comparison.read_variants("conf/compare/ablations.yaml")
     assert baseline == "baseline"
     opts = {name: " ".join(tokens) for name, _, tokens in variants}
@@ -367,183 +366,3 @@ def test_shipped_variant_files(monkeypatch, capsys):
     assert mf_t == ["--mfcon_args.weight=1.0"] + base_t and "--num_epochs=24" in base_t
 
 
-# ----------------------------------------------------------------------------- recipe script
-
-FAKE_RUN_SH = r"""#!/usr/bin/env bash
-# Stand-in for run.sh stages 2-4: a fixed tiny model and seed-dependent results.json.
-set -euo pipefail
-stage=0; stop_stage=5; config=""; exp_dir=""; data=data; nj=1; gpus=""; num_avg=1
-top_n=1; score_norm_method=asnorm; train_opts=""; mini_opts=""
-. tools/parse_options.sh
-if [ "$stage" = 0 ]; then       # stages 0-1: a "mini corpus" made of the tiny features
-  echo "prep|$data|$stop_stage|$mini_opts" >> calls.log
-  mkdir -p "$data/train" "$data/test/trials"
-  cp "$TINY_FEATS" "$data/train/feats.scp"; cp "$TINY_FEATS" "$data/test/feats.scp"
-  cp "$TINY_TRIALS" "$data/test/trials/t.kaldi"
-  exit 0
-fi
-echo "$config|$train_opts|$stage-$stop_stage|$num_avg|$top_n" >> calls.log
-seed=$(echo "$train_opts" | sed -n 's/.*--seed \([0-9]*\).*/\1/p')
-mkdir -p "$exp_dir/models" "$exp_dir/scores"
-# a "checkpoint" that says which run wrote it: run.sh resumes from checkpoints it finds
-[ -f "$exp_dir/models/model_1.pt" ] || echo "$exp_dir" > "$exp_dir/models/model_1.pt"
-cp "$TINY_EXP/config.yaml" "$exp_dir/config.yaml"
-cp "$TINY_EXP/models/avg_model.pt" "$exp_dir/models/avg_model.pt"
-case "$config" in *mfcon*) base=8 ;; *) base=10 ;; esac
-echo "{\"t\": {\"cosine\": {\"eer\": $((base + seed)), \"min_dcf_0.01\": 0.5}}}" \
-  > "$exp_dir/scores/results.json"
-# seed 2 brings its own block_eer.json (the script must not recompute it; keeps the test fast)
-if [ "$seed" = 2 ]; then
-  echo '{"trials": "t", "blocks": [{"block": 1, "eer": 30.0}], "embedding": {"eer": 20.0}}' \
-    > "$exp_dir/block_eer.json"
-fi
-"""
-
-
-def _fake_recipe(tiny_setup, tmp_path):
-    """A recipe dir with the real compare_mfcon.sh and FAKE_RUN_SH; returns (recipe, env)."""
-    s = tiny_setup
-    recipe = tmp_path / "recipe"
-    (recipe / "local").mkdir(parents=True)
-    (recipe / "conf" / "compare").mkdir(parents=True)
-    os.symlink(os.path.join(ROOT, "tools"), recipe / "tools")
-    shutil.copy(os.path.join(RECIPE, "path.sh"), recipe / "path.sh")
-    shutil.copy(os.path.join(RECIPE, "local", "compare_mfcon.sh"), recipe / "local")
-    (recipe / "run.sh").write_text(FAKE_RUN_SH)
-    for name in ("base.yaml", "mfcon.yaml"):
-        (recipe / "conf" / name).write_text("seed: 1\nnum_epochs: 1\nmfcon_args: {weight: 0}\n")
-    (recipe / "conf" / "compare" / "v.yaml").write_text(
-        "baseline: {config: conf/base.yaml}\n"
-        "mfcon: {config: conf/mfcon.yaml, overrides: '--mfcon_args.weight 0.01'}\n")
-    data = recipe / "data"
-    for x in ("train", "test"):
-        (data / x).mkdir(parents=True)
-        shutil.copy(s["scp"], data / x / "feats.scp")
-    (data / "test" / "trials").mkdir()
-    shutil.copy(s["trials"], data / "test" / "trials" / "t.kaldi")
-    env = python_env()
-    env.update(TINY_EXP=str(s["exp"]), TINY_FEATS=str(s["scp"]), TINY_TRIALS=str(s["trials"]))
-    return recipe, env
-
-
-def test_compare_mfcon_script(tiny_setup, tmp_path):
-    recipe, env = _fake_recipe(tiny_setup, tmp_path)
-    cmd = ["bash", "local/compare_mfcon.sh", "--variants", "conf/compare/v.yaml",
-           "--seeds", "1 2", "--train_opts", "--num_epochs 1", "--num_avg", "2"]
-
-    proc = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    calls = (recipe / "calls.log").read_text().splitlines()
-    assert calls == [
-        "conf/base.yaml|--seed 1 --num_epochs 1|2-4|2|100",
-        "conf/base.yaml|--seed 2 --num_epochs 1|2-4|2|100",
-        "conf/mfcon.yaml|--seed 1 --mfcon_args.weight=0.01 --num_epochs 1|2-4|2|100",
-        "conf/mfcon.yaml|--seed 2 --mfcon_args.weight=0.01 --num_epochs 1|2-4|2|100",
-    ]
-    summary = json.loads((recipe / "exp/compare/comparison.json").read_text())
-    eer = summary["variants"]["mfcon"]["results"]["t"]["cosine"]["eer"]
-    assert eer["values"] == [9.0, 10.0]
-    assert eer["rel_change_pct"] == pytest.approx((9.5 - 11.5) / 11.5 * 100)
-    blk = json.loads((recipe / "exp/compare/baseline/seed1/block_eer.json").read_text())
-    assert len(blk["blocks"]) == NUM_BLOCKS and blk["trials"] == "t"
-    assert (recipe / "exp/compare/mfcon/seed1/block_eer.png").is_file()
-    blk2 = json.loads((recipe / "exp/compare/mfcon/seed2/block_eer.json").read_text())
-    assert blk2["blocks"] == [{"block": 1, "eer": 30.0}]          # kept, not recomputed
-    b1 = summary["variants"]["mfcon"]["block_eer"]["blocks"][0]
-    assert b1["n"] == 2 and b1["values"][1] == 30.0
-    assert (recipe / "exp/compare/block_eer.png").is_file()
-    assert "| mfcon | 2 |" in (recipe / "exp/compare/comparison.md").read_text()
-
-    # Re-run: nothing is trained again; different options for a finished run are refused.
-    proc = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len((recipe / "calls.log").read_text().splitlines()) == 4
-    proc = subprocess.run(cmd[:-4] + ["--train_opts", "--num_epochs 2"], cwd=recipe, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "was trained with" in proc.stderr
-
-    proc = subprocess.run(["bash", "local/compare_mfcon.sh", "--help"], cwd=recipe, env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0 and "--variants" in proc.stdout
-
-
-def test_compare_mfcon_prepare_mini(tiny_setup, tmp_path):
-    recipe, env = _fake_recipe(tiny_setup, tmp_path)
-    cmd = ["bash", "local/compare_mfcon.sh", "--variants", "conf/compare/v.yaml", "--seeds", "1",
-           "--data", "data80", "--out", "exp/c80"]
-
-    def run(*extra):
-        return subprocess.run(cmd + list(extra), cwd=recipe, env=env, capture_output=True,
-                              text=True, timeout=120)
-
-    proc = run()                                    # no data and no --prepare_mini
-    assert proc.returncode == 1 and "--prepare_mini true" in proc.stderr
-    proc = run("--prepare_mini", "yes")
-    assert proc.returncode == 1 and "must be true or false" in proc.stderr
-    proc = run("--prepare_mini", "true", "--mini_opts", "--num_test_spk 80 --num_trials 7680")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    calls = (recipe / "calls.log").read_text().splitlines()
-    assert calls[0] == "prep|data80|1|--num_test_spk 80 --num_trials 7680"
-    assert [c.split("|")[2] for c in calls[1:]] == ["2-4", "2-4"]
-    assert (recipe / "exp/c80/comparison.json").is_file()
-    proc = run("--prepare_mini", "true")            # data ready: not prepared again
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len((recipe / "calls.log").read_text().splitlines()) == 3
-
-
-def test_compare_mfcon_models_from(tiny_setup, tmp_path):
-    recipe, env = _fake_recipe(tiny_setup, tmp_path)
-    cmd = ["bash", "local/compare_mfcon.sh", "--variants", "conf/compare/v.yaml", "--seeds", "1"]
-    proc = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    shutil.copytree(recipe / "data", recipe / "data2")          # "another test set"
-    cmd2 = cmd + ["--data", "data2", "--out", "exp/c2", "--models_from", "exp/compare"]
-    proc = subprocess.run(cmd2, cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for v in ("baseline", "mfcon"):
-        ckpt = recipe / f"exp/c2/{v}/seed1/models/model_1.pt"
-        assert ckpt.read_text().strip() == f"exp/compare/{v}/seed1"   # linked, not retrained
-        assert (recipe / f"exp/c2/{v}/seed1/scores/results.json").is_file()
-        assert (recipe / f"exp/c2/{v}/seed1/block_eer.json").is_file()
-    # a run that was not trained with these options is refused
-    proc = subprocess.run(cmd2[:-4] + ["--out", "exp/c3", "--models_from", "exp/compare",
-                                       "--train_opts", "--num_epochs 3"],
-                          cwd=recipe, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "has no run trained with" in proc.stderr
-
-
-def test_weighting_study_script(tiny_setup, tmp_path):
-    """local/weighting_study.sh: each setting's data, model options and variant file reach
-    compare_mfcon.sh; stage 2 writes per-setting comparisons and the verdict table."""
-    recipe, env = _fake_recipe(tiny_setup, tmp_path)
-    (recipe / "run.sh").write_text(FAKE_RUN_SH.replace('if [ "$seed" = 2 ]; then', "if true; then"))
-    shutil.copy(os.path.join(RECIPE, "local", "weighting_study.sh"), recipe / "local")
-    shutil.copy(os.path.join(RECIPE, "conf", "compare", "mfcon_weighting_scale.yaml"),
-                recipe / "conf" / "compare")
-    for name in ("mfa_conformer_small.yaml", "mfa_conformer_mfcon_small.yaml"):
-        (recipe / "conf" / name).write_text("seed: 1\n")
-    cmd = ["bash", "local/weighting_study.sh", "--settings", "s200 medium", "--seeds", "1 2"]
-    proc = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    calls = (recipe / "calls.log").read_text().splitlines()
-    assert calls[0] == ("prep|data_s200|1|--num_train_spk 200 --utts_per_session 2 "
-                        "--num_test_spk 80 --num_trials 7680")
-    assert calls[11] == "prep|data_t80|1|--num_test_spk 80 --num_trials 7680"   # medium's data
-    trained = [c for c in calls if not c.startswith("prep")]
-    assert len(trained) == 2 * 5 * 2                      # settings x variants x seeds
-    medium = [c for c in trained if "num_blocks" in c]
-    assert len(medium) == 10
-    assert all("--model_args.num_blocks 6 --model_args.output_size 144" in c for c in medium)
-    assert "conf/mfa_conformer_mfcon_small.yaml|--seed 1 --mfcon_args.weighting=grad_ratio" \
-           " --mfcon_args.target_ratio=1.0|2-4" in "\n".join(trained)
-    # the fake EERs: 10 + seed without MFCon, 8 + seed with it; every MFCon variant ties
-    s200 = json.loads((recipe / "exp/weighting_study/s200/comparison.json").read_text())
-    assert s200["variants"]["mfcon_grad_ratio"]["results"]["t"]["cosine"]["eer"]["values"] \
-        == [9.0, 10.0]
-    table = (recipe / "exp/weighting_study/table.md").read_text()
-    assert "### 200 train speakers, small model, fbank" in table
-    assert "| mfcon_grad_ratio | 2 | 9.50 ± 0.71 | -17.4% (yes) | +0.00 (no) |" in table
-    assert "| grad_ratio | yes | yes | yes |" in table
-    proc = subprocess.run(cmd[:2] + ["--settings", "big"], cwd=recipe, env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 1 and "unknown setting 'big'" in proc.stderr

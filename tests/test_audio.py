@@ -17,7 +17,7 @@ def test_reads_int16_wav(tmp_path):
     x = np.round(_tone(16000, 0.5) * 32767) / 32768
     p = tmp_path / "a.wav"
     sf.write(p, x, 16000, subtype="PCM_16")
-    y = load_wav(str(p))
+    y = load_wav(str(p), 16000)
     assert y.dtype == np.float32 and y.shape == (8000,)
     assert np.abs(y - x).max() < 1e-6  # int16 values / 32768, exactly
     assert np.allclose(np.round(y * 32768), y * 32768)
@@ -27,7 +27,7 @@ def test_resample_warns_and_has_right_length(tmp_path, caplog):
     p = tmp_path / "a8k.wav"
     sf.write(p, _tone(8000, 1.0, freq=500), 8000, subtype="PCM_16")
     with caplog.at_level(logging.WARNING):
-        y = load_wav(str(p))
+        y = load_wav(str(p), 16000)
     assert any("a8k.wav" in r.getMessage() and "8000" in r.getMessage() for r in caplog.records)
     assert y.shape == (16000,) and y.dtype == np.float32
     # Still a 500 Hz tone at 16 kHz: spectral peak at 500 Hz.
@@ -35,7 +35,7 @@ def test_resample_warns_and_has_right_length(tmp_path, caplog):
     assert abs(np.argmax(spec) * 16000 / len(y) - 500) <= 1
     p2 = tmp_path / "a441.wav"
     sf.write(p2, _tone(44100, 0.5), 44100, subtype="PCM_16")
-    assert load_wav(str(p2)).shape == (8000,)
+    assert load_wav(str(p2), 16000).shape == (8000,)
 
 
 def test_multichannel_takes_first_with_warning(tmp_path, caplog):
@@ -43,7 +43,7 @@ def test_multichannel_takes_first_with_warning(tmp_path, caplog):
     p = tmp_path / "stereo.wav"
     sf.write(p, np.stack([left, right], axis=1), 16000, subtype="FLOAT")
     with caplog.at_level(logging.WARNING):
-        y = load_wav(str(p))
+        y = load_wav(str(p), 16000)
     assert any("stereo.wav" in r.getMessage() and "channel" in r.getMessage()
                for r in caplog.records)
     assert np.array_equal(y, left)
@@ -82,7 +82,7 @@ def _bad(tmp_path, name, content, why=""):
     p = tmp_path / name
     p.write_bytes(content)
     with pytest.raises(UserError, match=f"{name}.*{why}"):
-        load_wav(str(p))
+        load_wav(str(p), 16000)
 
 
 def test_bad_files_name_the_file(tmp_path):
@@ -96,9 +96,9 @@ def test_bad_files_name_the_file(tmp_path):
     zero = tmp_path / "nosamples.wav"
     sf.write(zero, np.zeros(0, np.float32), 16000)
     with pytest.raises(UserError, match="nosamples.wav.*no samples"):
-        load_wav(str(zero))
+        load_wav(str(zero), 16000)
     with pytest.raises(UserError, match="missing.wav"):
-        load_wav(str(tmp_path / "missing.wav"))
+        load_wav(str(tmp_path / "missing.wav"), 16000)
 
 
 def test_nan_inf_rejected(tmp_path):
@@ -107,4 +107,4 @@ def test_nan_inf_rejected(tmp_path):
     p = tmp_path / "nan.wav"
     sf.write(p, x, 16000, subtype="FLOAT")
     with pytest.raises(UserError, match="nan.wav.*NaN"):
-        load_wav(str(p))
+        load_wav(str(p), 16000)

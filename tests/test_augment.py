@@ -186,7 +186,7 @@ def test_augmentor_reads_through_load_wav_warning_once(tmp_path, caplog):
         aug(_speech(n=SR // 2), np.random.default_rng(1))
     assert sum("noise-stereo.wav" in r.getMessage() for r in caplog.records) == 1
     assert len(aug._cache.get(str(stereo))) == SR
-    np.testing.assert_array_equal(aug._cache.get(str(stereo)), load_wav(str(stereo)))
+    np.testing.assert_array_equal(aug._cache.get(str(stereo)), load_wav(str(stereo), 16000))
 
     # a long 8 kHz file is read in segments, each resampled; still one warning
     scp.write_text(f"noise-8k {low}\n")

@@ -168,7 +168,7 @@ def test_wespeaker_key_names_are_accepted(tmp_path):
         "enable_amp": True})
     conf = load_train_config(path)
     assert conf.dataset_args.num_frames == 150 and conf.feat_dim == 40
-    assert conf.model_args["pooling"] == "TSTP" and conf.amp == "bf16"
+    assert conf.model_args.pooling == "TSTP" and conf.amp == "bf16"
     assert conf.margin_scheduler_args.fix_start_epoch == 4
     both = write_yaml(tmp_path / "both.yaml", {"dataset_args": {"num_frms": 150,
                                                                 "num_frames": 200}})
@@ -185,7 +185,7 @@ def test_an_older_saved_config_of_this_repo_loads(tmp_path):
            "num_classes": 40, "train_data": "/x/data/train"}
     conf = load_train_config(write_yaml(tmp_path / "old.yaml", old))
     assert conf.num_classes == 40 and conf.mfcon_args.weight == 3.0
-    assert conf.model_args["output_size"] == 256       # the constructor's default
+    assert conf.model_args.output_size == 256          # the schema default
 
 
 def test_missing_and_malformed_files_are_one_line(tmp_path):
@@ -193,3 +193,39 @@ def test_missing_and_malformed_files_are_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1,\n  b")
     assert "bad.yaml: invalid YAML" in error_of(str(bad))
+
+
+def test_the_sample_rate_is_one_key_and_older_places_load_into_it(tmp_path):
+    """fbank_args.sample_rate (older configs), aug_args.sample_rate and WeSpeaker's
+    dataset_args.resample_rate are read into sample_rate; disagreeing places are an error."""
+    old = write_yaml(tmp_path / "old.yaml", {"fbank_args": {"sample_rate": 8000,
+                                                            "frame_shift_ms": 10.0}})
+    conf = load_train_config(old)
+    assert conf.sample_rate == 8000 and conf.fbank_kwargs()["sample_rate"] == 8000
+    assert "sample_rate" not in conf.to_dict()["fbank_args"]
+    ws = write_yaml(tmp_path / "ws.yaml", {"dataset_args": {"resample_rate": 22050}})
+    assert load_train_config(ws).sample_rate == 22050
+    assert load_train_config(str(tmp_path / "old.yaml")).to_dict()["sample_rate"] == 8000
+    clash = write_yaml(tmp_path / "clash.yaml", {
+        "sample_rate": 16000, "data_type": "raw",
+        "dataset_args": {"aug_args": {"sample_rate": 8000}}})
+    assert error_of(clash).endswith("clash.yaml: dataset_args.aug_args.sample_rate: 8000 "
+                                    "differs from sample_rate 16000; give the sample rate "
+                                    "once, as sample_rate")
+    assert "sample_rate: must be >= 1000, got 80" in error_of(
+        write_yaml(tmp_path / "low.yaml", {"sample_rate": 80}))
+
+
+def test_model_args_are_the_chosen_model_s_typed_schema(tmp_path):
+    from wespeaker_mfcon.config.schema import ECAPATDNNArgs, MFAConformerArgs
+
+    ecapa = load_train_config(write_yaml(tmp_path / "e.yaml", {
+        "model": "ecapa_tdnn", "model_args": {"channels": 64, "dilations": [2, 3]}}))
+    assert isinstance(ecapa.model_args, ECAPATDNNArgs) and ecapa.num_blocks == 2
+    assert ecapa.model_args.mfa_channels == 1536                   # the schema default
+    conformer = load_train_config(write_yaml(tmp_path / "m.yaml", {}))
+    assert isinstance(conformer.model_args, MFAConformerArgs) and conformer.num_blocks == 6
+    assert "model_args.dilations: unknown key" in error_of(
+        write_yaml(tmp_path / "x.yaml", {"model_args": {"dilations": [2]}}))
+    assert "model_args.subsampling: must be one of 2, 4; got 3" in error_of(
+        write_yaml(tmp_path / "s.yaml", {"model_args": {"subsampling": 3}}))

@@ -167,3 +167,35 @@ def test_short_utterance_is_repeated_to_the_minimum_length(exp):
     tiled = np.tile(short, (1, 3, 1))[:, :20]
     assert np.abs(pt.embed_feats(short) - pt.embed_feats(tiled)).max() == 0
     assert np.abs(pt.embed_feats(short) - onnx.embed_feats(short)).max() < 1e-4
+
+
+def test_the_sample_rate_of_the_config_reaches_the_onnx_metadata_and_the_features(tmp_path):
+    """A model trained at 8 kHz: its ONNX file says so, and both backends read wavs at 8 kHz
+    (the same features from the .pt's config and from the .onnx's metadata)."""
+    import onnx
+
+    from wespeaker_mfcon.apps.embedder import load_embedding_net
+    from wespeaker_mfcon.export.onnx import export_checked
+    from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS
+
+    (tmp_path / "models").mkdir()
+    conf = {"model": "mfa_conformer", "model_args": dict(TINY_MODEL, input_dim=80),
+            "sample_rate": 8000}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
+    torch.manual_seed(0)
+    torch.save({"model": build_model("mfa_conformer", conf["model_args"]).state_dict()},
+               tmp_path / "models" / "avg_model.pt")
+    net, loaded = load_embedding_net(str(tmp_path / "models" / "avg_model.pt"))
+    assert loaded.sample_rate == 8000 and FBANK_DEFAULTS["sample_rate"] == 16000
+    export_checked(net, loaded, str(tmp_path / "models" / "avg_model.onnx"))
+    meta = {p.key: p.value for p in
+            onnx.load(str(tmp_path / "models" / "avg_model.onnx")).metadata_props}
+    assert meta["sample_rate"] == "8000"
+    write_tree(str(tmp_path / "w"), speakers=1, videos=1, utts=1, seconds=1.3)
+    wav = next((tmp_path / "w").rglob("*.wav"))
+    from_pt = Embedder(str(tmp_path / "models" / "avg_model.pt"))
+    from_onnx = Embedder(str(tmp_path / "models" / "avg_model.onnx"))
+    assert from_pt.sample_rate == from_onnx.sample_rate == 8000
+    feats = from_pt.wav_feats(str(wav))
+    assert feats.shape == (130, 80)                    # 10 ms frames of a 1.3 s wav at any rate
+    np.testing.assert_array_equal(feats, from_onnx.wav_feats(str(wav)))

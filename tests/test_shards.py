@@ -61,7 +61,7 @@ def test_round_trip_gives_the_samples_and_labels_of_wav_scp(shard_data):
             assert key not in seen and where == f"{shard}: {key}.wav"
             seen[key] = spk
             wave, sr = sf.read(io.BytesIO(data), dtype="float32")
-            assert sr == 16000 and np.array_equal(wave, load_wav(wavs[key]))
+            assert sr == 16000 and np.array_equal(wave, load_wav(wavs[key], 16000))
     assert seen == utt2spk
     # a chunk cut from a shard sample equals the raw path's chunk of the same (utt, seed, speed)
     conf = shard_conf(speed_perturb=True)

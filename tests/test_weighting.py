@@ -152,7 +152,7 @@ def test_resume_with_the_weighting_state_equals_an_unbroken_run(kind, feats_dir,
      "mfcon_args.weighting: must be one of constant, grad_ratio, loss_ratio, uncertainty, "
      "schedule; got 'grad_ration' (did you mean 'grad_ratio'?)"),
     (["--mfcon_args.target_ratio", "0"], "must be > 0.0, got 0.0"),
-    (["--mfcon_args.ratio_momentum", "1.0"], "must be in [0, 1), got 1.0"),
+    (["--mfcon_args.ratio_momentum", "1.0"], "must be in [0.0, 1.0), got 1.0"),
     (["--mfcon_args.ramp_steps", "0"], "must be >= 1, got 0"),
     (["--mfcon_args.ramp_steps", "2.5"], "must be int, got float 2.5"),
 ])

@@ -51,30 +51,44 @@ def plot_block_panels(panels, path, ylabel="EER (%)"):
 def plot_curves(series, path, xlabel, ylabel, title=None, logx=False):
     """Line plot, one line per series; written atomically.
 
-    series: {label: (x, y)} or {label: (x, y, yerr)} with yerr a list of error-bar half
-    widths (None entries draw none)."""
+    series: {label: (x, y)} or {label: (x, y, yerr)}; yerr: half widths (None entries draw
+    none) or a [lower, upper] pair of lists."""
+    return plot_panels([(title, series)], path, xlabel, ylabel, logx)
+
+
+def plot_panels(panels, path, xlabel, ylabel=None, logx=False):
+    """plot_curves side by side: panels is a list of (title, series), one axes each; ylabel
+    None: each panel's title is its y label."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.4), dpi=100,
+                             squeeze=False)
     try:
-        for label, values in series.items():
-            x, y = values[0], values[1]
-            yerr = values[2] if len(values) > 2 else None
-            if yerr is not None:
-                yerr = [0.0 if v is None else v for v in yerr]
-            ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, lw=1.5, label=label)
-        if logx:
-            ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        if title:
-            ax.set_title(title, fontsize=10)
-        save_figure(fig, ax, path)
+        for ax, (title, series) in zip(axes[0], panels):
+            _draw_curves(ax, series, logx)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel or title or "")
+            if title and ylabel:
+                ax.set_title(title, fontsize=10)
+            grid(ax)
+            ax.legend(loc="best", fontsize=8)
+        write_png(fig, path)
     finally:
         plt.close(fig)
     return path
+
+
+def _draw_curves(ax, series, logx):
+    for label, values in series.items():
+        x, y = values[0], values[1]
+        yerr = values[2] if len(values) > 2 else None
+        if yerr is not None and yerr and not isinstance(yerr[0], (list, tuple)):
+            yerr = [0.0 if v is None else v for v in yerr]
+        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, lw=1.5, label=label)
+    if logx:
+        ax.set_xscale("log")
 
 
 def _draw_block_curves(ax, series, title, ylabel):

@@ -142,9 +142,12 @@ def _setting(path, name, spec, seeds):
         if not spec.get(key):
             raise UserError(f"{where}: missing '{key}'")
     files = spec["variants"] if isinstance(spec["variants"], list) else [spec["variants"]]
-    variants = []
-    for f in files:
-        variants += summarize_comparison.read_variants(f)[0]
+    variants = {}
+    for f in files:                     # a name in several files is one variant (one run)
+        for variant in summarize_comparison.read_variants(f)[0]:
+            if variants.setdefault(variant[0], variant) != variant:
+                raise UserError(f"{where}: variant {variant[0]} differs between its files ({f})")
+    variants = list(variants.values())
     names = [v[0] for v in variants]
     baseline = spec.get("baseline") or ("baseline" if "baseline" in names else names[0])
     if baseline not in names:
@@ -353,12 +356,19 @@ def summarize(study, settings=None):
     if not comparisons:
         raise UserError(f"{study.path}: no finished runs in any setting")
     if study.report:
-        from wespeaker_mfcon.analysis.reports import REPORTS
-        if study.report not in REPORTS:
+        reports = _reports()
+        if study.report not in reports:
             raise UserError(f"{study.path}: unknown report {study.report!r} "
-                            f"({', '.join(REPORTS)})")
-        REPORTS[study.report](study, comparisons)
+                            f"({', '.join(reports)})")
+        reports[study.report](study, comparisons)
     return comparisons
+
+
+def _reports():
+    """report name -> write(study, {setting: comparison.json}): the study's own table."""
+    from wespeaker_mfcon.analysis import lambda_study, weighting_table
+    return {"weighting": weighting_table.write_study_report,
+            "lambda_speakers": lambda_study.write_study_report}
 
 
 # ----------------------------------------------------------------------------- main

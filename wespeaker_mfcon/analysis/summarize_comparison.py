@@ -15,12 +15,10 @@ rel_change_pct = 100 * diff / mean_base, exceeds_spread = |diff| > std + std_bas
 either side has a single seed). With block_eer.json files: OUT_DIR/block_eer.png (EER against
 block index, one line per variant, error bars = std over seeds) and a per-block table.
 
-    python -m wespeaker_mfcon.analysis.summarize_comparison --list_variants conf/compare/X.yaml
-
-prints one "name|config|overrides" line per variant (for local/compare_mfcon.sh), where
-overrides are normalized to "--key=value" tokens. The variant file maps names to
-{config: PATH, overrides: "--key value ..."}; the variant named "baseline", else the first
-one, is the baseline. Config paths are relative to the recipe dir (checked to exist).
+A variant file (conf/compare/*.yaml, read by analysis/study.py) maps names to {config: PATH,
+overrides: "--key value ..."}; the variant named "baseline", else the first one, is the
+baseline. Config paths are relative to the recipe dir (checked to exist); overrides are
+normalized to "--key=value" tokens.
 """
 
 import argparse
@@ -52,8 +50,6 @@ def get_parser():
     p.add_argument("--baseline", default=None,
                    help="baseline variant (default: 'baseline' if present, else the first)")
     p.add_argument("--out_dir", help="where comparison.{md,json} and block_eer.png go")
-    p.add_argument("--list_variants", metavar="FILE.yaml",
-                   help="print 'name|config|overrides' lines of a variant file and exit")
     p.add_argument("--no_plot", dest="plot", action="store_false",
                    help="do not write block_eer.png")
     return p
@@ -415,15 +411,8 @@ def plot_blocks(summary, path):
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
-    if args.list_variants:
-        if args.runs:
-            parser.error("--list_variants and --runs are exclusive")
-        variants, _ = read_variants(args.list_variants)
-        for name, config, tokens in variants:
-            print(f"{name}|{config}|{' '.join(tokens)}")
-        return 0
     if not args.runs or not args.out_dir:
-        parser.error("--runs and --out_dir are required (or give --list_variants)")
+        parser.error("--runs and --out_dir are required")
     runs = load_runs(args.runs)
     baseline = args.baseline or ("baseline" if "baseline" in runs else next(iter(runs)))
     if baseline not in runs:

@@ -163,6 +163,30 @@ def plot_settings(settings, schemes, path):
     return plot_block_panels(panels, path)
 
 
+def write_study_report(study, comparisons):
+    """The report of a weighting study (analysis/study.py, report: weighting): OUT/table.md,
+    OUT/table.md.json (verdicts) and OUT/block_eer.png over the settings that have runs."""
+    import os
+
+    settings = [load_setting(f"{study.settings[name].title}={path}")
+                for name, path in comparisons.items()]
+    write_report(settings, ["grad_ratio", "loss_ratio", "uncertainty"],
+                 os.path.join(study.out, "table.md"), os.path.join(study.out, "block_eer.png"))
+
+
+def write_report(settings, schemes, out=None, plot=None):
+    """The markdown report (returned) and, when given, its files: OUT, OUT.json, the PNG."""
+    report, verdicts = format_report(settings, schemes)
+    if out:
+        with atomic_write(out) as f:
+            f.write(report)
+        with atomic_write(out + ".json") as f:
+            json.dump({"verdicts": verdicts, "settings": [n for n, _ in settings]}, f, indent=1)
+    if plot:
+        plot_settings(settings, schemes, plot)
+    return report
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,15 +196,7 @@ def main(argv=None):
     p.add_argument("--plot", help="PNG of the block EERs, one panel per setting")
     args = p.parse_args(argv)
     settings = [load_setting(s) for s in args.setting]
-    report, verdicts = format_report(settings, args.schemes)
-    print(report, end="")
-    if args.out:
-        with atomic_write(args.out) as f:
-            f.write(report)
-        with atomic_write(args.out + ".json") as f:
-            json.dump({"verdicts": verdicts, "settings": [n for n, _ in settings]}, f, indent=1)
-    if args.plot:
-        plot_settings(settings, args.schemes, args.plot)
+    print(write_report(settings, args.schemes, args.out, args.plot), end="")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from wespeaker_mfcon.scoring.calibration import Calibration, bayes_threshold
-from wespeaker_mfcon.frontend.fbank import fbank
+from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank
 from wespeaker_mfcon.models import build_model
 from wespeaker_mfcon.models.embedding_net import MIN_FRAMES, EmbeddingNet, min_length
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint
@@ -123,14 +123,18 @@ class Embedder:
             opts.inter_op_num_threads = 1
             self.session = ort.InferenceSession(model_path, opts,
                                                 providers=["CPUExecutionProvider"])
-            self.num_mel_bins = self.session.get_inputs()[0].shape[2]
+            meta = self.session.get_modelmeta().custom_metadata_map
+            self.fbank_kwargs = dict(FBANK_DEFAULTS,
+                                     num_mel_bins=self.session.get_inputs()[0].shape[2],
+                                     sample_rate=int(meta.get("sample_rate",
+                                                              FBANK_DEFAULTS["sample_rate"])))
             names = [i.name for i in self.session.get_inputs()]
             self.supports_padding = "lengths" in names
         else:
             self.net, conf = load_embedding_net(model_path, config)
             self.device = torch.device(device)
             self.net.to(self.device)
-            self.num_mel_bins = conf.feat_dim
+            self.fbank_kwargs = conf.fbank_kwargs()
             self.supports_padding = self.net.supports_lengths
 
     def embed_feats(self, feats):
@@ -180,14 +184,22 @@ class Embedder:
             feats = torch.from_numpy(feats).to(self.device)
             return self.net(feats, lengths).float().cpu().numpy()
 
+    @property
+    def num_mel_bins(self):
+        return self.fbank_kwargs["num_mel_bins"]
+
+    @property
+    def sample_rate(self):
+        return self.fbank_kwargs["sample_rate"]
+
     def wav_feats(self, path):
-        """(T, F) fbank of a wav file with the project's front end (FBANK_DEFAULTS), as stage 1
-        computes it and as sherpa-onnx's SpeakerEmbeddingExtractor does."""
-        from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS
+        """(T, F) fbank of a wav file with the model's front end (its config's; for an .onnx,
+        FBANK_DEFAULTS at the rate of its metadata), as stage 1 computes it and as sherpa-onnx's
+        SpeakerEmbeddingExtractor does."""
         from wespeaker_mfcon.utils.audio import load_wav
 
-        wave = torch.from_numpy(load_wav(path, FBANK_DEFAULTS["sample_rate"])) * 32768.0
-        return fbank(wave, **dict(FBANK_DEFAULTS, num_mel_bins=self.num_mel_bins)).numpy()
+        wave = torch.from_numpy(load_wav(path, self.sample_rate)) * 32768.0
+        return fbank(wave, **self.fbank_kwargs).numpy()
 
     def embed_wav(self, path):
         return self.embed_feats(self.wav_feats(path)[None])[0]

@@ -72,7 +72,7 @@ def main(argv=None):
     if args.quantize == "int8":  # read the data first: a bad data dir fails before the export
         from wespeaker_mfcon.export.quantize import calibration_feats
         calib, check = calibration_feats(args.calib_data, args.calib_utts, args.calib_frames,
-                                         conf.feat_dim)
+                                         conf.fbank_kwargs())
     export_checked(net, conf, args.output, opset=args.opset, check_lengths=args.check_lengths,
                    tol=args.tol)
     logging.info("exported %s", args.output)

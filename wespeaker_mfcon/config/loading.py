@@ -11,112 +11,63 @@ the key path and, for a misspelling, the closest valid key:
 
     conf/x.yaml: mfcon_args.wieght: unknown key (did you mean 'weight'?)
 
-Model and feature arguments are checked against the constructor of the chosen model and of
-the front end (their signatures hold the defaults). Values derived from several keys (number
-of speed classes, feature dimension) are properties of TrainConfig, computed in one place.
+model_args are read as the dataclass of the chosen model (schema.MODEL_ARGS), optimizer_args
+as that of the optimizer. The sample rate is one key, `sample_rate`; older configs that gave
+it as fbank_args.sample_rate or aug_args.sample_rate (and WeSpeaker's
+dataset_args.resample_rate) load into it. Values derived from several keys (number of speed
+classes, feature dimension) are properties of TrainConfig, computed in one place.
 """
 
 import copy
 import dataclasses
 import difflib
-import inspect
 import typing
 from typing import List, Literal
 
 import yaml
 
-from wespeaker_mfcon.config.schema import OPTIMIZER_ARGS, AugArgs, ConfigError, TrainConfig
+from wespeaker_mfcon.config.schema import (MODEL_ARGS, OPTIMIZER_ARGS, AugArgs, ConfigError,
+                                           TrainConfig)
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
 
 
-# ----------------------------------------------------- model and front end arguments
+# ----------------------------------------------------------- one sample rate, old keys
 
 
-def _signature_args(constructor, skip=()):
-    """{name: default} of a constructor's keyword arguments: the schema of model_args."""
-    return {name: p.default for name, p in inspect.signature(constructor).parameters.items()
-            if name not in skip and name != "self" and p.default is not inspect.Parameter.empty}
+def _one_sample_rate(raw):
+    """The rate given once, as `sample_rate`: the places older configs (and WeSpeaker's) gave
+    it are read into it, and must agree with each other."""
+    found = []
+    for parent, key in (("fbank_args", "sample_rate"), ("dataset_args", "resample_rate")):
+        node = raw.get(parent)
+        if isinstance(node, dict) and key in node:
+            found.append((f"{parent}.{key}", node.pop(key)))
+    ds = raw.get("dataset_args")
+    aug = ds.get("aug_args") if isinstance(ds, dict) else None
+    if isinstance(aug, dict) and "sample_rate" in aug:
+        found.append(("dataset_args.aug_args.sample_rate", aug.pop("sample_rate")))
+    if "sample_rate" in raw:
+        found.insert(0, ("sample_rate", raw["sample_rate"]))
+    for where, value in found[1:]:
+        if value != found[0][1]:
+            raise ConfigError(where, f"{value} differs from {found[0][0]} {found[0][1]}; give "
+                                     "the sample rate once, as sample_rate")
+    if found:
+        raw["sample_rate"] = found[0][1]
+    return raw
 
 
-def _model_arg_defaults(model):
-    from wespeaker_mfcon.models import MODELS
-    return _signature_args(MODELS[model])
-
-
-def _fbank_arg_defaults():
-    from wespeaker_mfcon.frontend.fbank import Fbank
-    # dither is on in training (set there); num_mel_bins is model_args.input_dim
-    return _signature_args(Fbank, skip=("dither", "num_mel_bins"))
-
-
-def _check_kwargs(values, defaults, key):
-    """Validate a {name: value} dict against constructor defaults; return it completed."""
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(key, f"must be a mapping, got {_describe(values)}")
-    out = dict(defaults)
-    for name, value in values.items():
-        if name not in defaults:
-            raise ConfigError(f"{key}.{name}", "unknown key" + _suggest(name, defaults))
-        default = defaults[name]
-        hint = type(default) if default is not None else typing.Any
-        if isinstance(default, tuple):
-            hint = List[type(default[0])] if default else list
-        out[name] = _convert(hint, value, f"{key}.{name}")
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-
-
-def _check_model_args(conf):
-    args = conf.model_args
-    if conf.model == "mfa_conformer":
-        _positive_ints(args, ("input_dim", "num_blocks", "output_size", "attention_heads",
-                              "linear_units", "cnn_module_kernel", "embed_dim"))
-        if args["output_size"] % args["attention_heads"]:
-            raise ConfigError("model_args.attention_heads", f"{args['attention_heads']} does not "
-                              f"divide output_size {args['output_size']}")
-        if args["cnn_module_kernel"] % 2 == 0:
-            raise ConfigError("model_args.cnn_module_kernel",
-                              f"must be odd, got {args['cnn_module_kernel']}")
-        if args["subsampling"] not in (2, 4):
-            raise ConfigError("model_args.subsampling", f"must be 2 or 4, got "
-                                                        f"{args['subsampling']}")
-        for name in ("dropout_rate", "positional_dropout_rate", "attention_dropout_rate"):
-            if not 0.0 <= args[name] < 1.0:
-                raise ConfigError(f"model_args.{name}", f"must be in [0, 1), got {args[name]}")
-    else:
-        _positive_ints(args, ("input_dim", "channels", "embed_dim", "scale", "kernel_size",
-                              "mfa_channels", "se_channels"))
-        if args["channels"] % args["scale"]:
-            raise ConfigError("model_args.channels", f"{args['channels']} is not divisible by "
-                                                     f"the Res2 scale {args['scale']}")
-        if not args["dilations"] or min(args["dilations"]) < 1:
-            raise ConfigError("model_args.dilations", f"needs positive dilations, got "
-                                                      f"{args['dilations']}")
-    if args["pooling"] not in ("ASP", "TSTP"):
-        raise ConfigError("model_args.pooling", f"must be ASP or TSTP, got {args['pooling']!r}")
-
-
-def _positive_ints(args, names):
-    for name in names:
-        if args[name] < 1:
-            raise ConfigError(f"model_args.{name}", f"must be >= 1, got {args[name]}")
-
-
-def _check_fbank_args(conf):
-    """fbank_args completed from Fbank's defaults; num_mel_bins, if given, must be input_dim."""
-    args = dict(conf.fbank_args)
-    num_mel_bins = args.pop("num_mel_bins", conf.feat_dim)
-    if num_mel_bins != conf.feat_dim:
-        raise ConfigError("fbank_args.num_mel_bins", f"{num_mel_bins} differs from "
-                          f"model_args.input_dim {conf.feat_dim}; leave it out to use the "
-                          "model's input_dim")
-    args = _check_kwargs(args, _fbank_arg_defaults(), "fbank_args")
-    for name in ("sample_rate", "frame_length_ms", "frame_shift_ms"):
-        if args[name] <= 0:
-            raise ConfigError(f"fbank_args.{name}", f"must be > 0, got {args[name]}")
-    return args
+def _fbank_bins(raw, model_args):
+    """fbank_args.num_mel_bins, if given, must be model_args.input_dim (it is not a key of
+    its own: the model's input dimension is the number of bins)."""
+    fb = raw.get("fbank_args")
+    if not isinstance(fb, dict) or "num_mel_bins" not in fb:
+        return
+    bins = fb.pop("num_mel_bins")
+    if bins != model_args.input_dim:
+        raise ConfigError("fbank_args.num_mel_bins", f"{bins} differs from model_args.input_dim "
+                          f"{model_args.input_dim}; leave it out to use the model's input_dim")
 
 
 # ------------------------------------------------------------------ generic checking
@@ -238,17 +189,20 @@ def _rename_aliases(raw):
 
 def validate(raw):
     """A raw mapping -> a checked, complete TrainConfig. Raises ConfigError(key, message)."""
-    raw = _rename_aliases(copy.deepcopy(raw))
+    raw = _one_sample_rate(_rename_aliases(copy.deepcopy(raw)))
     if raw.get("amp") in (False, None):
         raw["amp"] = "none"                      # YAML `amp: null` / `amp: false`
+    model_args = raw.pop("model_args", None)
+    model = raw.get("model", "mfa_conformer")
+    if model not in MODEL_ARGS:                  # the one-line error of an unknown model
+        _from_dict(TrainConfig, {"model": model})
+    model_args = _from_dict(MODEL_ARGS[model], model_args, "model_args")
+    _fbank_bins(raw, model_args)
     conf = _from_dict(TrainConfig, raw)
-    conf.model_args = _check_kwargs(conf.model_args, _model_arg_defaults(conf.model),
-                                    "model_args")
-    conf.fbank_args = _check_fbank_args(conf)
+    conf.model_args = model_args
     opt_args = _from_dict(OPTIMIZER_ARGS[conf.optimizer], conf.optimizer_args, "optimizer_args")
     _check_ranges(opt_args, conf, "optimizer_args.")
     conf.optimizer_args = dataclasses.asdict(opt_args)
-    _check_model_args(conf)
     _check_ranges(conf, conf)
     return conf
 
@@ -309,8 +263,8 @@ def check_override_key(dotted):
     node, path = TrainConfig, []
     for name in dotted.split("."):
         path.append(name)
-        if node is dict:
-            return                                   # model/fbank/optimizer args: checked later
+        if node is dict or path[:1] == ["model_args"] and len(path) > 1:
+            return                                   # by model / optimizer: checked later
         fields = {f.name: f for f in dataclasses.fields(node)}
         if name not in fields:
             where = "" if len(path) == len(dotted.split(".")) else f"{'.'.join(path)}: "

@@ -5,9 +5,12 @@ and nowhere else. Loading, overrides and type checking are config/loading.py.
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import List, Literal, Optional
+from typing import List, Literal, Optional, Union
 
 from wespeaker_mfcon.utils.errors import UserError
+
+SAMPLE_RATE = 16000     # Hz: the default of TrainConfig.sample_rate, the one sample rate of a run
+NUM_MEL_BINS = 80       # the default feature dimension (model_args.input_dim)
 
 
 class ConfigError(UserError):
@@ -35,6 +38,93 @@ class SpecAugArgs:
 
 
 @dataclass
+class FbankArgs:
+    """Log-mel fbank (frontend/fbank.py, Kaldi semantics). These defaults are sherpa-onnx's
+    speaker-embedding front end, so an exported model sees the same features there. The
+    number of bins is model_args.input_dim and the rate is the top-level sample_rate."""
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    low_freq: float = 20.0              # Hz, lowest mel bin edge
+    high_freq: float = -400.0           # Hz; <= 0 counts down from Nyquist (7600 at 16 kHz)
+    snip_edges: bool = False            # False: frames centred, the signal reflected at the ends
+    window_type: Literal["povey", "hanning", "hamming", "sine", "blackman",
+                         "rectangular"] = "povey"
+    preemphasis: float = 0.97
+    remove_dc_offset: bool = True
+
+    def check(self, _conf):
+        _above(self, "frame_length_ms", 0.0), _above(self, "frame_shift_ms", 0.0)
+        _at_least(self, "low_freq", 0.0), _in_range(self, "preemphasis", 0.0, 1.0)
+
+
+@dataclass
+class MFAConformerArgs:
+    """model: mfa_conformer (models/mfa_conformer.py). Defaults: the paper's model (~19.8 M)."""
+    input_dim: int = NUM_MEL_BINS
+    num_blocks: int = 6
+    output_size: int = 256              # d, the width of every block
+    attention_heads: int = 4
+    linear_units: int = 2048            # FFN width
+    cnn_module_kernel: int = 15         # depthwise convolution, odd
+    dropout_rate: float = 0.1
+    positional_dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    subsampling: Literal[2, 4] = 2      # time reduction of the Conv2d front (paper: 1/2)
+    embed_dim: int = 192
+    pooling: Literal["ASP", "TSTP"] = "ASP"
+
+    def check(self, _conf):
+        for name in ("input_dim", "num_blocks", "output_size", "attention_heads",
+                     "linear_units", "cnn_module_kernel", "embed_dim"):
+            _at_least(self, name, 1)
+        if self.output_size % self.attention_heads:
+            raise ConfigError("attention_heads", f"{self.attention_heads} does not divide "
+                                                 f"output_size {self.output_size}")
+        if self.cnn_module_kernel % 2 == 0:
+            raise ConfigError("cnn_module_kernel", f"must be odd, got {self.cnn_module_kernel}")
+        _in_range(self, "dropout_rate", 0.0, 1.0, high_open=True)
+        _in_range(self, "positional_dropout_rate", 0.0, 1.0, high_open=True)
+        _in_range(self, "attention_dropout_rate", 0.0, 1.0, high_open=True)
+
+    @property
+    def block_count(self):
+        """Blocks whose outputs MFCon can use."""
+        return self.num_blocks
+
+
+@dataclass
+class ECAPATDNNArgs:
+    """model: ecapa_tdnn (models/ecapa_tdnn.py). Defaults: C=512 (~6.2 M)."""
+    input_dim: int = NUM_MEL_BINS
+    channels: int = 512
+    embed_dim: int = 192
+    scale: int = 8                      # Res2Net scale; divides channels
+    dilations: List[int] = field(default_factory=lambda: [2, 3, 4])   # one SE-Res2Block each
+    kernel_size: int = 3
+    mfa_channels: int = 1536
+    se_channels: int = 128
+    pooling: Literal["ASP", "TSTP"] = "ASP"
+
+    def check(self, _conf):
+        for name in ("input_dim", "channels", "embed_dim", "scale", "kernel_size",
+                     "mfa_channels", "se_channels"):
+            _at_least(self, name, 1)
+        if self.channels % self.scale:
+            raise ConfigError("channels", f"{self.channels} is not divisible by the Res2 scale "
+                                          f"{self.scale}")
+        if not self.dilations or min(self.dilations) < 1:
+            raise ConfigError("dilations", f"needs positive dilations, got {self.dilations}")
+
+    @property
+    def block_count(self):
+        """Blocks whose outputs MFCon can use: one SE-Res2Block per dilation."""
+        return len(self.dilations)
+
+
+MODEL_ARGS = {"mfa_conformer": MFAConformerArgs, "ecapa_tdnn": ECAPATDNNArgs}
+
+
+@dataclass
 class NoiseSNR:
     """SNR ranges in dB, drawn uniformly; babble: the SNR of each summed talker."""
     noise: List[float] = field(default_factory=lambda: [0.0, 15.0])
@@ -58,7 +148,6 @@ class AugArgs:
     noise_snr: NoiseSNR = field(default_factory=NoiseSNR)
     babble_speakers: List[int] = field(default_factory=lambda: [3, 7])
     aug_types: Optional[List[Literal[AUG_TYPES]]] = None   # None = every type the lists provide
-    sample_rate: int = 16000
     cache_mb: float = 256.0             # per-worker cache of decoded noise/RIR arrays
     max_cache_seconds: float = 60.0     # longer noise files are read as random segments
 
@@ -68,7 +157,7 @@ class AugArgs:
         if self.babble_speakers[0] < 1:
             raise ConfigError("babble_speakers", f"needs at least 1 talker, got "
                                                  f"{self.babble_speakers}")
-        _at_least(self, "sample_rate", 1), _at_least(self, "cache_mb", 0)
+        _at_least(self, "cache_mb", 0)
         _above(self, "max_cache_seconds", 0)
 
 
@@ -200,8 +289,7 @@ class MFConArgs:
     def check(self, conf):
         _at_least(self, "weight", 0.0), _above(self, "temperature", 0.0)
         _above(self, "target_ratio", 0.0), _at_least(self, "ramp_steps", 1)
-        if not 0.0 <= self.ratio_momentum < 1.0:
-            raise ConfigError("ratio_momentum", f"must be in [0, 1), got {self.ratio_momentum}")
+        _in_range(self, "ratio_momentum", 0.0, 1.0, high_open=True)
         if self.weighting in ("grad_ratio", "uncertainty") and self.weight <= 0:
             raise ConfigError("weight", f"weighting {self.weighting} starts at lambda = weight, "
                                         f"which must be > 0, got {self.weight}")
@@ -274,13 +362,17 @@ class SchedulerArgs:
 class TrainConfig:
     seed: int = 42
     num_epochs: int = 12
-    # feat: stage-1 fbank; raw: wavs, fbank on the fly; shard: tar shards (shard.list), the same
+    # Hz: audio is read (resampled) at this rate; the fbank, augmentation, shard decoding and
+    # the ONNX metadata use it
+    sample_rate: int = SAMPLE_RATE
+    # feat: stage-1 fbank; raw: wavs, fbank on the fly; shard: tar shards (shard.list) of wavs
     data_type: Literal["feat", "raw", "shard"] = "feat"
     dataset_args: DatasetArgs = field(default_factory=DatasetArgs)
     dataloader_args: DataloaderArgs = field(default_factory=DataloaderArgs)
-    fbank_args: dict = field(default_factory=dict)      # raw/shard; checked against Fbank()
+    fbank_args: FbankArgs = field(default_factory=FbankArgs)   # stage 1 and raw/shard training
     model: Literal["mfa_conformer", "ecapa_tdnn"] = "mfa_conformer"
-    model_args: dict = field(default_factory=dict)      # checked against the model constructor
+    # the chosen model's arguments (its section below)
+    model_args: Union[MFAConformerArgs, ECAPATDNNArgs] = field(default_factory=MFAConformerArgs)
     projection_args: ProjectionArgs = field(default_factory=ProjectionArgs)
     margin_scheduler_args: Optional[MarginSchedulerArgs] = None
     mfcon_args: MFConArgs = field(default_factory=MFConArgs)
@@ -306,6 +398,7 @@ class TrainConfig:
 
     def check(self, _conf):
         _at_least(self, "num_epochs", 1), _at_least(self, "grad_clip", 0.0)
+        _at_least(self, "sample_rate", 1000)
         _at_least(self, "log_batch_interval", 1), _at_least(self, "save_interval_steps", 0)
         _at_least(self, "diagnostics_interval", 0)
         if self.num_classes is not None:
@@ -332,13 +425,16 @@ class TrainConfig:
 
     @property
     def feat_dim(self):
-        return self.model_args["input_dim"]
+        return self.model_args.input_dim
 
     @property
     def num_blocks(self):
-        if self.model == "ecapa_tdnn":
-            return len(self.model_args["dilations"])
-        return self.model_args["num_blocks"]
+        return self.model_args.block_count
+
+    def fbank_kwargs(self):
+        """The keyword arguments of frontend.fbank.Fbank / fbank for this config."""
+        return {"sample_rate": self.sample_rate, "num_mel_bins": self.feat_dim,
+                **dataclasses.asdict(self.fbank_args)}
 
     @property
     def batch_size(self):
@@ -373,11 +469,12 @@ def _above(node, name, low):
         raise ConfigError(name, f"must be > {low}, got {getattr(node, name)}")
 
 
-def _in_range(node, name, low, high, low_open=False):
+def _in_range(node, name, low, high, low_open=False, high_open=False):
     value = getattr(node, name)
-    if not (low < value if low_open else low <= value) or value > high:
-        bracket = "(" if low_open else "["
-        raise ConfigError(name, f"must be in {bracket}{low}, {high}], got {value}")
+    if not (low < value if low_open else low <= value) or \
+            not (value < high if high_open else value <= high):
+        bracket = ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
+        raise ConfigError(name, f"must be in {bracket}, got {value}")
 
 
 def _ordered_pair(node, name):

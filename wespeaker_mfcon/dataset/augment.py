@@ -1,6 +1,7 @@
 """On-the-fly waveform augmentation for training (WeSpeaker / Kaldi recipe style).
 
-All waveforms are 1-D float32 numpy arrays at 16 kHz (the `sample_rate` of the Augmentor).
+All waveforms are 1-D float32 numpy arrays at the run's rate (the `sample_rate` of the
+Augmentor, TrainConfig.sample_rate).
 
 * :func:`add_reverb`   convolution with a room impulse response, aligned on the direct path
 * :func:`speed_perturb` Kaldi/sox-style speed change (duration scales by 1/factor, pitch moves)
@@ -28,6 +29,7 @@ from scipy.signal import fftconvolve
 
 from wespeaker_mfcon.utils.audio import audio_info, load_wav, resample
 from wespeaker_mfcon.config import AUG_TYPES, aug_args_from
+from wespeaker_mfcon.config.schema import SAMPLE_RATE
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import read_table
 
@@ -191,16 +193,17 @@ class Augmentor:
     unchanged with probability ``1 - aug_prob``, otherwise one augmentation type drawn uniformly
     from those the lists provide (reverb needs ``rir_scp``; noise/music/babble need entries of
     that type in ``noise_scp``). All randomness comes from `rng`, so a seed reproduces a run.
-    `config` is config.AugArgs or a mapping of its keys (the defaults are there). Lists are validated here (files must exist); audio is
+    `config` is config.AugArgs or a mapping of its keys (the defaults are there); `sample_rate`
+    is the run's (TrainConfig.sample_rate). Lists are validated here (files must exist); audio is
     read on first use and kept in a per-worker LRU cache of at most ``cache_mb`` MB. Noise files
     longer than ``max_cache_seconds`` are never loaded whole: a random segment of the needed
     length is read with load_wav start/stop. Unreadable, empty or silent audio raises UserError
     naming the file and its list line.
     """
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, sample_rate=SAMPLE_RATE):
         args = aug_args_from(config or {})
-        self.aug_prob, self.sample_rate = args.aug_prob, args.sample_rate
+        self.aug_prob, self.sample_rate = args.aug_prob, sample_rate
         self.snr = {t: tuple(getattr(args.noise_snr, t)) for t in NOISE_TYPES}
         self.babble_speakers = tuple(args.babble_speakers)
         self.max_cache_seconds = args.max_cache_seconds

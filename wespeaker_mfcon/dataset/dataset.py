@@ -26,7 +26,7 @@ def load_spk2id(data_dir):
 
 class SpeakerChunkDataset(Dataset):
     def __init__(self, data_dir, spk2id, *, num_frames, data_type, augmentor=None,
-                 speeds=(1.0,)):
+                 speeds=(1.0,), fbank_kwargs=None):
         if data_type not in ("feat", "raw"):
             raise UserError(f"data_type must be 'feat' or 'raw', got {data_type!r}")
         table_name = "feats.scp" if data_type == "feat" else "wav.scp"
@@ -45,6 +45,7 @@ class SpeakerChunkDataset(Dataset):
         self.num_spk = len(spk2id)
         self.num_frames, self.data_type = num_frames, data_type
         self.augmentor, self.speeds = augmentor, list(speeds)
+        self.fbank_kwargs = fbank_kwargs or {}     # raw: the rate and frames of the front end
         self._warned = set()   # files already warned about (stereo, other rate), per worker
 
     def __len__(self):
@@ -72,18 +73,23 @@ class SpeakerChunkDataset(Dataset):
         from wespeaker_mfcon.utils.audio import load_wav
 
         path = self.paths[utt_idx]
-        wave = load_wav(path, warn=path not in self._warned)
+        wave = load_wav(path, self.sample_rate, warn=path not in self._warned)
         self._warned.add(path)
-        return wave_chunk(wave, self.num_frames, rng, speed, self.augmentor)
+        return wave_chunk(wave, self.num_frames, rng, speed, self.augmentor, self.fbank_kwargs)
+
+    @property
+    def sample_rate(self):
+        from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS
+        return self.fbank_kwargs.get("sample_rate", FBANK_DEFAULTS["sample_rate"])
 
 
-def wave_chunk(wave, num_frames, rng, speed=1.0, augmentor=None):
+def wave_chunk(wave, num_frames, rng, speed=1.0, augmentor=None, fbank_kwargs=None):
     """A training chunk of a float waveform in [-1, 1]: a random window that gives num_frames
-    fbank frames, speed-perturbed and augmented, on the int16 scale (N,). Shared by raw and
-    shard (dataset/shards.py); all randomness comes from rng."""
+    fbank frames (of the front end fbank_kwargs), speed-perturbed and augmented, on the int16
+    scale (N,). Shared by raw and shard (dataset/shards.py); all randomness comes from rng."""
     from wespeaker_mfcon.dataset.augment import speed_perturb
 
-    need = chunk_samples(num_frames)
+    need = chunk_samples(num_frames, **(fbank_kwargs or {}))
     if speed != 1.0:
         wave = speed_perturb(random_chunk(wave, int(np.ceil(need * speed)) + 1, rng), speed)
     wave = random_chunk(wave, need, rng)

@@ -15,22 +15,20 @@ def random_chunk(x, length, rng):
     return x[start:start + length]
 
 
-def chunk_samples(num_frames, frame_length=None, frame_shift=None, snip_edges=None):
-    """Waveform samples that yield exactly num_frames fbank frames with the project's front end.
+def chunk_samples(num_frames, **fbank_kwargs):
+    """Waveform samples that yield exactly num_frames fbank frames.
 
-    Frame length / shift (in samples) and snip_edges default to FBANK_DEFAULTS: with
-    snip_edges=False (the project setting) num_frames * shift samples give num_frames frames
+    fbank_kwargs: the front end's settings (sample_rate, frame_length_ms, frame_shift_ms,
+    snip_edges; others are ignored), FBANK_DEFAULTS where not given. With snip_edges=False
+    (the project setting) num_frames * shift samples give num_frames frames
     ((N + shift // 2) // shift); with snip_edges=True, (num_frames - 1) * shift + length.
     """
-    from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS as d
+    from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS
 
-    if frame_length is None:
-        frame_length = int(d["sample_rate"] * 0.001 * d["frame_length_ms"])
-    if frame_shift is None:
-        frame_shift = int(d["sample_rate"] * 0.001 * d["frame_shift_ms"])
-    if snip_edges is None:
-        snip_edges = d["snip_edges"]
-    if snip_edges:
+    d = dict(FBANK_DEFAULTS, **fbank_kwargs)
+    frame_length = int(d["sample_rate"] * 0.001 * d["frame_length_ms"])
+    frame_shift = int(d["sample_rate"] * 0.001 * d["frame_shift_ms"])
+    if d["snip_edges"]:
         return (num_frames - 1) * frame_shift + frame_length
     return num_frames * frame_shift
 

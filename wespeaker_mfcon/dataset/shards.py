@@ -268,7 +268,8 @@ class ShardStream(IterableDataset):
         self.shards, self.spk2id, self.num_spk = shards, spk2id, len(spk2id)
         self.seed, self.rank, self.world_size = conf.seed, rank, world_size
         self.ds, self.speeds, self.augmentor = ds, conf.speeds, augmentor
-        self.sample_rate = conf.fbank_args.get("sample_rate", 16000)
+        self.sample_rate = conf.sample_rate
+        self.fbank_kwargs = conf.fbank_kwargs()
         self.retries, self.retry_wait = ds.shard_args.retries, ds.shard_args.retry_wait
         self.epoch, self.start_batch = 0, 0
 
@@ -346,7 +347,7 @@ class ShardStream(IterableDataset):
                 decoded[where] = decode_audio(data, where, self.sample_rate, warn=False)
             chunks.append(wave_chunk(decoded[where], self.ds.num_frames,
                                      np.random.default_rng(seed), self.speeds[speed],
-                                     self.augmentor))
+                                     self.augmentor, self.fbank_kwargs))
             labels.append(self.spk2id[spk] + speed * self.num_spk)
         return (torch.from_numpy(np.stack(chunks).astype(np.float32)),
                 torch.tensor(labels, dtype=torch.long))

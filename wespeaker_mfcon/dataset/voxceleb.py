@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import unicodedata
 
+from wespeaker_mfcon.config.schema import SAMPLE_RATE
 from wespeaker_mfcon.utils.audio import audio_info
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_path, write_table
@@ -234,11 +235,12 @@ def _remove_leftovers(dst):
 
 
 def _ffmpeg_to_wav(ffmpeg, src, dst):
-    """src -> 16 kHz mono 16-bit wav at dst, through atomic_path: dst exists only complete."""
+    """src -> mono 16-bit wav at SAMPLE_RATE (the training default; load_wav resamples to
+    another run's rate) at dst, through atomic_path: dst exists only complete."""
     _remove_leftovers(dst)
     with atomic_path(dst) as tmp:
         proc = subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", src, "-vn",
-                               "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", tmp],
+                               "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", tmp],
                               capture_output=True, text=True, errors="replace")
         if proc.returncode != 0:
             error = " ".join(proc.stderr.split())[:200] or f"exit status {proc.returncode}"

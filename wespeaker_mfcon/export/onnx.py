@@ -1,9 +1,10 @@
-"""ONNX export of the embedding network (inference.EmbeddingNet), checked against PyTorch.
+"""ONNX export of the embedding network (models/embedding_net.py), checked against PyTorch.
 
   feats (B, T, F) log-mel fbank -> [mean normalization] -> model -> embs (B, E)
 
-Dynamo exporter, dynamic B and T (T >= inference.MIN_FRAMES), one self-contained file with the
-metadata sherpa-onnx's SpeakerEmbeddingExtractor reads. The MFCon heads are not part of it.
+Dynamo exporter, dynamic B and T (T >= MIN_FRAMES), one self-contained file with the metadata
+sherpa-onnx's SpeakerEmbeddingExtractor reads (the sample rate is the config's). The MFCon
+heads are not part of it.
 """
 
 import logging
@@ -28,7 +29,7 @@ def export_checked(net, conf, path, opset=18, check_lengths=(200, 317), tol=1e-4
 def export(net, feat_dim, path, opset, with_lengths=False):
     """Dynamo export with dynamic batch and time; example batch of 2 (B=1 gets specialized).
     with_lengths: a second input lengths (B,) int64, the real frames of each padded row
-    (inference.EmbeddingNet masks the rest); sherpa-onnx feeds feats only, so the deployable
+    (EmbeddingNet masks the rest); sherpa-onnx feeds feats only, so the deployable
     file is exported without it."""
     batch, time = torch.export.Dim("B"), torch.export.Dim("T", min=MIN_FRAMES)
     example, names, shapes = (torch.randn(2, 200, feat_dim),), ["feats"], ({0: batch, 1: time},)
@@ -45,7 +46,7 @@ def add_metadata(path, conf, embed_dim):
     """Metadata for sherpa-onnx's SpeakerEmbeddingExtractor (wespeaker-style model)."""
     meta = {"framework": "wespeaker", "language": "English", "url": "", "comment":
             f"wespeaker_mfcon {conf.model}" + (" + MFCon" if conf.mfcon_args.enable else ""),
-            "output_dim": str(embed_dim), "sample_rate": "16000",
+            "output_dim": str(embed_dim), "sample_rate": str(conf.sample_rate),
             "normalize_samples": "0",              # fbank on int16-scale samples
             "feature_normalize_type": "global-mean"}  # per-utterance mean (also in-graph)
     model = onnx.load(path)

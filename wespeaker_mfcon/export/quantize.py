@@ -38,14 +38,16 @@ QDQ_OPTIONS = {"OpTypesToExcludeOutputQuantization": ["MatMul"]}
 CHECK_FRAMES = 3000  # 30 s: attention is quadratic in the length
 
 
-def calibration_feats(data_dir, num_utts=32, max_frames=500, feat_dim=80, held_out=8):
+def calibration_feats(data_dir, num_utts=32, max_frames=500, fbank_kwargs=None, held_out=8):
     """Fbank of training utterances for calibration and for the check.
 
+    fbank_kwargs: the model's front end (TrainConfig.fbank_kwargs(); FBANK_DEFAULTS if None):
+    its num_mel_bins are the features' dimension, and wavs are read at its sample_rate.
     Returns (calib, check): lists of (1, T, F) float32 arrays; `num_utts` utterances drawn at
     random (seed 0) from the data dir's list for calibration, cut to their first `max_frames`
     frames, and up to `held_out` other utterances (up to CHECK_FRAMES frames) for the check.
     """
-    keys, load = _feature_source(data_dir, feat_dim)
+    keys, load = _feature_source(data_dir, fbank_kwargs or {})
     if len(keys) < 2:
         raise UserError(f"{data_dir}: {len(keys)} utterance(s); calibration needs at least 2")
     order = np.random.default_rng(0).permutation(len(keys))
@@ -60,8 +62,12 @@ def _batch_of_one(mat):
     return np.ascontiguousarray(min_length(mat)[None])
 
 
-def _feature_source(data_dir, feat_dim):
+def _feature_source(data_dir, fbank_kwargs):
     """(sorted keys, key -> (T, F) float32 fbank) from feats.scp, else wav.scp."""
+    from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS
+
+    fbank_kwargs = dict(FBANK_DEFAULTS, **fbank_kwargs)
+    feat_dim = fbank_kwargs["num_mel_bins"]
     feats_scp, wav_scp = (os.path.join(data_dir, name) for name in ("feats.scp", "wav.scp"))
     if os.path.isfile(feats_scp):
         import kaldiio
@@ -74,22 +80,22 @@ def _feature_source(data_dir, feat_dim):
         table = read_scp(wav_scp)
 
         def load(key):
-            return _checked(_wav_fbank(table[key], feat_dim), f"{wav_scp}: {key}", feat_dim)
+            return _checked(_wav_fbank(table[key], fbank_kwargs), f"{wav_scp}: {key}", feat_dim)
     else:
         raise UserError(f"{data_dir}: no feats.scp or wav.scp to calibrate on (give the "
                         "training data dir, e.g. data/train)")
     return sorted(table), load
 
 
-def _wav_fbank(path, feat_dim):
-    """(T, F) fbank of a wav file with the project's front end, as stage 1 computes it."""
+def _wav_fbank(path, fbank_kwargs):
+    """(T, F) fbank of a wav file with the model's front end, as stage 1 computes it."""
     import torch
 
-    from wespeaker_mfcon.frontend.fbank import FBANK_DEFAULTS, fbank
+    from wespeaker_mfcon.frontend.fbank import fbank
     from wespeaker_mfcon.utils.audio import load_wav
 
-    wave = torch.from_numpy(load_wav(path, FBANK_DEFAULTS["sample_rate"])) * 32768.0
-    return fbank(wave, **dict(FBANK_DEFAULTS, num_mel_bins=feat_dim)).numpy()
+    wave = torch.from_numpy(load_wav(path, fbank_kwargs["sample_rate"])) * 32768.0
+    return fbank(wave, **fbank_kwargs).numpy()
 
 
 def _checked(mat, where, feat_dim):

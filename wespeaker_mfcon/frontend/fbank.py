@@ -22,24 +22,27 @@ Kaldi's compute-fbank-feats defaults differ in two places, high_freq=0 (Nyquist)
 snip_edges=True: pass those explicitly to reproduce Kaldi / WeSpeaker features.
 """
 
+import dataclasses
 import math
 
 import torch
 from torch import nn
 
+from wespeaker_mfcon.config.schema import NUM_MEL_BINS, SAMPLE_RATE, FbankArgs
+
 # std::numeric_limits<float>::epsilon(), Kaldi's floor before the log.
 FLOAT_EPS = float(torch.finfo(torch.float32).eps)
 
-# The project's front end, identical to sherpa-onnx's speaker-embedding feature extractor
+# The project's front end (its values: config/schema.py FbankArgs, SAMPLE_RATE, NUM_MEL_BINS),
+# identical to sherpa-onnx's speaker-embedding feature extractor
 # (sherpa_onnx FeatureExtractorConfig defaults, computed by kaldi-native-fbank): stage 1
 # (compute_fbank), on-the-fly fbank in raw-waveform training, and inference (Embedder, extract)
 # all use exactly these. high_freq <= 0 counts down from Nyquist (Kaldi semantics: -400 is
 # 7600 Hz at 16 kHz); snip_edges=False centres frame t on sample t * shift + shift / 2 and
 # reflects the waveform at both ends, giving (N + shift / 2) // shift frames. Use
 # dict(FBANK_DEFAULTS, key=value) for a variant; do not modify this dict.
-FBANK_DEFAULTS = dict(sample_rate=16000, num_mel_bins=80, frame_length_ms=25.0,
-                      frame_shift_ms=10.0, low_freq=20.0, high_freq=-400.0, snip_edges=False,
-                      dither=0.0, window_type="povey", preemphasis=0.97, remove_dc_offset=True)
+FBANK_DEFAULTS = dict(sample_rate=SAMPLE_RATE, num_mel_bins=NUM_MEL_BINS, dither=0.0,
+                      **dataclasses.asdict(FbankArgs()))
 _D = FBANK_DEFAULTS
 
 

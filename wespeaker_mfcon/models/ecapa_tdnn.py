@@ -89,9 +89,10 @@ class SERes2Block(nn.Module):
 
 class ECAPATDNN(nn.Module):
 
-    def __init__(self, input_dim: int = 80, channels: int = 512, embed_dim: int = 192,
-                 scale: int = 8, dilations=(2, 3, 4), kernel_size: int = 3,
-                 mfa_channels: int = 1536, se_channels: int = 128, pooling: str = "ASP"):
+    def __init__(self, *, input_dim: int, channels: int, embed_dim: int, scale: int,
+                 dilations: list, kernel_size: int, mfa_channels: int, se_channels: int,
+                 pooling: str):
+        # defaults (C=512): config/schema.py ECAPATDNNArgs, through build_model
         super().__init__()
         self.embed_dim = embed_dim
         self.block_dims = [channels] * len(dilations)

@@ -27,11 +27,11 @@ from wespeaker_mfcon.models.pooling import build_pooling
 
 class MFAConformer(nn.Module):
 
-    def __init__(self, input_dim: int = 80, num_blocks: int = 6, output_size: int = 256,
-                 attention_heads: int = 4, linear_units: int = 2048, cnn_module_kernel: int = 15,
-                 dropout_rate: float = 0.1, positional_dropout_rate: float = 0.1,
-                 attention_dropout_rate: float = 0.1, subsampling: int = 2,
-                 embed_dim: int = 192, pooling: str = "ASP"):
+    def __init__(self, *, input_dim: int, num_blocks: int, output_size: int,
+                 attention_heads: int, linear_units: int, cnn_module_kernel: int,
+                 dropout_rate: float, positional_dropout_rate: float,
+                 attention_dropout_rate: float, subsampling: int, embed_dim: int, pooling: str):
+        # the paper's sizes are the defaults of config/schema.py MFAConformerArgs (build_model)
         super().__init__()
         self.embed_dim = embed_dim
         self.block_dims = [output_size] * num_blocks

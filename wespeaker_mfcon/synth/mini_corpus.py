@@ -44,13 +44,13 @@ import scipy.fft as sfft
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import fftconvolve, lfilter
 
+from wespeaker_mfcon.config.schema import SAMPLE_RATE
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write
 from wespeaker_mfcon.utils.parallel import parallel_map
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 SPLITS = ("train", "test")
 
 # Defaults of tools/make_mini_corpus.py; the demo recipe and the tests use them.

@@ -23,12 +23,13 @@ import os
 import numpy as np
 from scipy.signal import lfilter
 
+from wespeaker_mfcon.config.schema import SAMPLE_RATE
 from wespeaker_mfcon.utils.errors import UserError
 from wespeaker_mfcon.utils.file_utils import atomic_write, write_table
 
 logger = logging.getLogger(__name__)
 
-SR = 16000
+SR = SAMPLE_RATE
 _TYPE_IDS = {"noise": 1, "music": 2, "speech": 3, "rir": 4}
 
 

@@ -43,7 +43,7 @@ def build_frontend(conf, device):
     if conf.data_type not in ("raw", "shard"):
         return None
     from wespeaker_mfcon.frontend.fbank import Fbank
-    return Fbank(**conf.fbank_args, num_mel_bins=conf.feat_dim, dither=1.0).to(device)
+    return Fbank(**conf.fbank_kwargs(), dither=1.0).to(device)
 
 
 def build_optimizer(conf, params):
@@ -73,7 +73,8 @@ def build_loader(conf, data_dir, spk2id, rank, world_size):
     augmentor = None
     if conf.data_type in ("raw", "shard") and ds_args.aug_args is not None:
         from wespeaker_mfcon.dataset.augment import Augmentor
-        augmentor = Augmentor(resolve_data_paths(asdict(ds_args.aug_args), data_dir))
+        augmentor = Augmentor(resolve_data_paths(asdict(ds_args.aug_args), data_dir),
+                              sample_rate=conf.sample_rate)
     if conf.data_type == "shard":
         from wespeaker_mfcon.dataset.shards import build_shard_loader
         loader = build_shard_loader(conf, data_dir, spk2id, rank=rank, world_size=world_size,
@@ -82,7 +83,7 @@ def build_loader(conf, data_dir, spk2id, rank, world_size):
         return loader, loader
     dataset = SpeakerChunkDataset(data_dir, spk2id, num_frames=ds_args.num_frames,
                                   data_type=conf.data_type, augmentor=augmentor,
-                                  speeds=conf.speeds)
+                                  speeds=conf.speeds, fbank_kwargs=conf.fbank_kwargs())
     sampler = build_sampler(dataset.labels, ds_args, num_speeds=len(conf.speeds),
                             seed=conf.seed, rank=rank, world_size=world_size)
     loader_args = conf.dataloader_args

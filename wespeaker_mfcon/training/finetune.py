@@ -145,7 +145,7 @@ def config_hint(conf, source, what, here, there):
     """'; differs from SRC/config.yaml: model_args.output_size (96 there, 32 here)', or a
     guess from the shapes when the source config is not beside the checkpoint."""
     if source.conf is not None:
-        keys = [("model", None)] + [("model_args", k) for k in conf.model_args]
+        keys = [("model", None)] + [("model_args", k) for k in vars(conf.model_args)]
         if what == "mfcon":
             keys += [("mfcon_args", "embed_dim"), ("mfcon_args", "blocks")]
         if what == "projection":
@@ -157,7 +157,8 @@ def config_hint(conf, source, what, here, there):
     if here is None or there is None:
         return f"; a different model or number of blocks? ({conf.model} here)"
     dims = set(here) - set(there)
-    keys = [f"model_args.{k}" for k, v in conf.model_args.items() if type(v) is int and v in dims]
+    keys = [f"model_args.{k}" for k, v in vars(conf.model_args).items()
+            if type(v) is int and v in dims]
     return f"; probably {' or '.join(keys)} differs" if keys else ""
 
 
@@ -169,5 +170,5 @@ def _value(conf, section, key):
     node = getattr(conf, section)
     if key is None:
         return node
-    return node.get(key) if isinstance(node, dict) else getattr(node, key)
+    return node.get(key) if isinstance(node, dict) else getattr(node, key, None)
 

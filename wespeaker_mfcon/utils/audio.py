@@ -63,7 +63,7 @@ def resample(wave, orig_sr, target_sr):
     return resample_poly(wave.astype(np.float64), target_sr // g, orig_sr // g).astype(np.float32)
 
 
-def load_wav(path, target_sr=16000, start=0, stop=None, warn=True):
+def load_wav(path, target_sr, start=0, stop=None, warn=True):
     """Read `path` as a 1-D float32 array in [-1, 1] sampled at `target_sr`.
 
     `start`/`stop` select frames at the file's own rate (soundfile semantics) before
@@ -82,7 +82,7 @@ def load_wav(path, target_sr=16000, start=0, stop=None, warn=True):
     return _mono_at_rate(data, sr, target_sr, where=path, warn=warn)
 
 
-def decode_audio(data, where, target_sr=16000, warn=True):
+def decode_audio(data, where, target_sr, warn=True):
     """Encoded audio bytes (any format libsndfile reads) -> float32 (N,) in [-1, 1] at
     target_sr, channel 0; `where` names the source in errors and warnings."""
     try:

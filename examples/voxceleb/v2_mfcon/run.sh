@@ -39,7 +39,7 @@ musan_root=""             # local MUSAN and RIRS_NOISES copies -> data/aug/{nois
 rir_root=""               #   data_type: raw configs (the mini corpus gets a synthetic set)
 num_avg=3
 quantize=none             # stage 5: int8 = also avg_model_int8.onnx (static QDQ, calibrated on
-                          #   ${data}/train; see the README for when it is faster)
+                          #   ${data}/train; docs/deployment.md says when it is faster)
 lm_config=conf/mfa_conformer_mfcon_small_lm.yaml  # stage 6 (large margin) -> ${exp_dir}_lm
 lm_opts=""                # stage 6 config overrides, e.g. "--num_epochs 2"
 score_norm_method=asnorm  # asnorm | snorm

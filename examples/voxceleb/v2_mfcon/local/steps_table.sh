@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The post-training steps over seeds, WeSpeaker-style: base, + AS-norm, + LM (stage 6),
-# + QMF (stage 7), for the MFCon and the baseline configs (the README's table).
+# + QMF (stage 7), for the MFCon and the baseline configs (the table of docs/scoring.md).
 #
 #   bash local/steps_table.sh --data data_t80 --cal_data data_dev/test --seeds "1 2 3"
 #

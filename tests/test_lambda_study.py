@@ -1,0 +1,81 @@
+"""The lambda-study report (analysis/lambda_study.py) on a hand-made study: the best constant,
+each seed's best, the gains, the diagnostics of the last epoch and the convergence check,
+against values worked out by hand; the docs renderer shows them."""
+
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+
+from wespeaker_mfcon.analysis import lambda_study, study
+from wespeaker_mfcon.analysis.summarize_comparison import build_summary
+
+# cosine EER per variant and seed (seeds 1, 2); AS-norm = cosine - 1
+EERS = {"baseline": [10.0, 12.0], "mfcon_l1": [9.0, 9.6], "mfcon_l3": [8.0, 10.0],
+        "mfcon_l10": [8.5, 9.5], "mfcon_grad_ratio": [9.0, 10.0]}
+
+
+@pytest.fixture
+def tiny_study(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("conf/compare")
+    with open("conf/c.yaml", "w") as f:
+        f.write("seed: 1\n")
+    with open("conf/compare/v.yaml", "w") as f:
+        yaml.safe_dump({v: {"config": "conf/c.yaml"} for v in EERS}, f)
+    os.makedirs("data_s/train")
+    with open("data_s/train/spk2utt", "w") as f:
+        f.writelines(f"spk{i} u{i}\n" for i in range(40))
+    spec = {"out": "exp/l", "seeds": [1, 2], "report": "lambda_speakers", "settings": {
+        "s40": {"data": "data_s", "variants": "conf/compare/v.yaml"},
+        "s40_2x": {"data": "data_s", "variants": "conf/compare/v.yaml"}}}
+    with open("study.yaml", "w") as f:
+        yaml.safe_dump(spec, f)
+    runs = {}
+    for v, eers in EERS.items():
+        runs[v] = []
+        for seed, eer in zip((1, 2), eers):
+            exp = f"exp/l/s40/{v}/seed{seed}"
+            os.makedirs(exp)
+            rows = [{"epoch": e, "step": 3 * e, "train_acc": 0.5 * e, "lambda": seed * e,
+                     "ratio": 0.1 * e * seed, "raw_ratio": 0.2, "supcon_rel_chance_0": 0.4}
+                    for e in (1, 2)]
+            with open(f"{exp}/diagnostics.jsonl", "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+            with open(f"{exp}/validation.json", "w") as f:     # 6 epochs: 20 -> 15 + seed
+                json.dump({"epochs": [{"epoch": e, "eer": 20.0 - e + seed * (e == 6)}
+                                      for e in range(1, 7)]}, f)
+            runs[v].append({"seed": str(seed), "exp_dir": exp, "blocks": None, "results": {
+                "t": {"cosine": {"eer": eer}, "asnorm": {"eer": eer - 1.0}}}})
+    shutil.copytree("exp/l/s40", "exp/l/s40_2x")     # the control: the same curves
+    for name in ("s40", "s40_2x"):
+        with open(f"exp/l/{name}/comparison.json", "w") as f:
+            json.dump(build_summary(runs, "baseline"), f)
+    return study.load_study("study.yaml")
+
+
+def test_best_lambda_gains_diagnostics_and_convergence(tiny_study):
+    data = lambda_study.write_study_report(
+        tiny_study, {s: f"exp/l/{s}/comparison.json" for s in ("s40", "s40_2x")})
+    (p,) = data["points"]
+    assert p["speakers"] == 40 and p["cohort"] == 40 and p["seeds"] == ["1", "2"]
+    # mean cosine: l1 9.3, l3 9.0, l10 9.0 -> the first lowest, 3; seed 1: l3 8.0, seed 2: l1 9.6
+    assert p["lambdas"] == [1.0, 3.0, 10.0] and p["best_lambda"] == 3.0
+    assert p["seed_best_lambda"] == [3.0, 10.0] and p["at_edge"] is False
+    # gains of l3 vs baseline, per seed: 8/10 - 1 = -20 %, 10/12 - 1 = -16.67 %
+    assert p["gain_pct"]["cosine"]["values"] == pytest.approx([-20.0, -100 / 6])
+    assert p["gain_pct"]["asnorm"]["values"] == pytest.approx([100 * (7 / 9 - 1),
+                                                               100 * (9 / 11 - 1)])
+    diag = p["diagnostics"]["mfcon_l3"]                 # epoch 2, mean over seeds 1 and 2
+    assert diag["lambda"] == pytest.approx(3.0) and diag["ratio"] == pytest.approx(0.3)
+    assert diag["train_acc"] == pytest.approx(1.0)
+    conv = p["convergence"]                             # last 19 - 5 + seed; two epochs back 16
+    assert conv["epochs"] == 6 and conv["last"] == pytest.approx(15.5)
+    assert conv["last_third_change"] == pytest.approx(-0.5)
+    assert conv["last_2x"] == pytest.approx(15.5)
+    text = open("exp/l/lambda_speakers.md").read()
+    assert "| 40 | 3 | 3 / 10 | -18.3 ± 2.4 |" in text
+    assert "| mfcon_l3 | 9.00 ± 1.41 | 8.00 ± 1.41 |" in text
+    assert os.path.getsize("exp/l/lambda_speakers.png") > 10000
