@@ -167,10 +167,8 @@ class ShardArgs:
     a sample holds its encoded audio until its batch is cut)."""
     shuffle_size: int = 1000            # sample shuffle buffer after the shard shuffle
     buffer_size: int = 1500             # P x K batcher: samples bucketed by speaker
-    # shards at http(s):// URLs or pipe: commands: a failed read is tried again after
-    # retry_wait seconds, doubling, up to `retries` failures in a row (1+2+...+32 = 63 s)
-    retries: int = 6
-    retry_wait: float = 1.0
+    retries: int = 6                    # URL / pipe: shards: failures in a row retried
+    retry_wait: float = 1.0             # seconds before a first retry, doubled for each next
 
     def check(self, conf):
         _at_least(self, "shuffle_size", 1), _at_least(self, "retries", 0)
