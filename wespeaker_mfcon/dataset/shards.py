@@ -57,8 +57,10 @@ def read_shard_list(data_dir):
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             name = line.strip()
-            if not name or remote.is_remote(name):
-                shards += [name] if name else []
+            if not name:
+                continue
+            if remote.is_remote(name):
+                shards.append(name)
                 continue
             tar = name if os.path.isabs(name) else os.path.join(data_dir, name)
             if not os.path.isfile(tar):

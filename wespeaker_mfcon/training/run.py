@@ -139,8 +139,12 @@ class TrainingRun:
                      "process(es)%s", self.conf.model, n_params / 1e6,
                      self.conf.num_classes, self.steps_per_epoch, self.world,
                      f"; amp {self.conf.amp}" if self.conf.amp != "none" else "")
-        state = capture_state(self.net, self.optimizer, self.lr_scheduler, position)
-        ckpt.warn_if_no_room(self.models_dir, ckpt.state_bytes(state), "one checkpoint")
+        if path:        # as big as the one resumed from; else the optimizer state is to come
+            ckpt.warn_if_no_room(self.models_dir, os.path.getsize(path), "one checkpoint")
+        else:
+            state = capture_state(self.net, self.optimizer, self.lr_scheduler, position)
+            ckpt.warn_if_no_room(self.models_dir, ckpt.state_bytes(state),
+                                 "one checkpoint at the least")
 
     def _diagnostics_interval(self):
         """conf.diagnostics_interval, or 0 (with a warning) where it cannot be measured."""

@@ -32,14 +32,13 @@ def save_checkpoint(state, path):
 
 
 def warn_if_no_room(dirname, nbytes, what):
-    """Log a warning when dirname has less than nbytes free; returns whether it has room."""
+    """Log a warning when dirname has less than nbytes free (what: what needs them)."""
     free = storage.free_bytes(dirname)
     if free is None or free >= nbytes:
-        return True
+        return
     logging.warning("%s: %s free, less than %s needs (%s): free some space before the next "
                     "save, or the run stops there (nothing already written is lost)",
                     dirname, storage.size_text(free), what, storage.size_text(nbytes))
-    return False
 
 
 def state_bytes(state):
