@@ -29,7 +29,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import command_line, finish_report, load_avg  # noqa: E402
+from benchmarks.common import PAPER_CONFIG, command_line, finish_report, load_avg  # noqa: E402
 from wespeaker_mfcon.analysis.tables import markdown_table  # noqa: E402
 from wespeaker_mfcon.config import load_train_config  # noqa: E402
 from wespeaker_mfcon.dataset.sampler import global_batches  # noqa: E402
@@ -39,7 +39,6 @@ from wespeaker_mfcon.training.checkpointing import Position, capture_state  # no
 from wespeaker_mfcon.utils.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 
-PAPER = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf", "mfa_conformer_mfcon.yaml")
 
 
 def checkpoint_figures(conf):
@@ -93,7 +92,7 @@ def render(data):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=PAPER)
+    p.add_argument("--config", default=PAPER_CONFIG)
     p.add_argument("--utts", type=int, default=1092009, help="VoxCeleb2 dev utterances")
     p.add_argument("--speakers", type=int, default=5994, help="VoxCeleb2 dev speakers")
     p.add_argument("--worlds", type=int, nargs="+", default=[1, 8, 16, 32, 64])

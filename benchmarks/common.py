@@ -22,6 +22,10 @@ def _start_load():
 
 START_LOAD = _start_load()       # before this process adds its own load
 
+PAPER_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "examples", "voxceleb", "v2_mfcon", "conf",
+                            "mfa_conformer_mfcon.yaml")   # the paper setting, with MFCon
+
 
 _UNDER_LOAD = []                 # the banner of a --force run on a busy machine
 

@@ -44,7 +44,8 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import command_line, finish_report, quiet_exporter_logs  # noqa: E402
+from benchmarks.common import (PAPER_CONFIG, command_line, finish_report,  # noqa: E402
+                               quiet_exporter_logs)
 from wespeaker_mfcon.analysis.tables import markdown_table  # noqa: E402
 from wespeaker_mfcon.apps.embedder import Embedder, load_embedding_net  # noqa: E402
 from wespeaker_mfcon.config import load_train_config  # noqa: E402
@@ -57,7 +58,6 @@ from wespeaker_mfcon.utils.checkpoint import load_checkpoint, save_checkpoint  #
 from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
 from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
 
-PAPER = os.path.join(ROOT, "examples", "voxceleb", "v2_mfcon", "conf", "mfa_conformer_mfcon.yaml")
 TINY_MODEL = {"num_blocks": 2, "output_size": 32, "attention_heads": 2, "linear_units": 64,
               "cnn_module_kernel": 7, "subsampling": 4, "embed_dim": 16}
 
@@ -84,7 +84,7 @@ DRY = Sizes(classes=8, P=2, K=2, frames=60, warmup=1, steps=2, utts=6, utt_frame
 
 def write_config(path, dry, **changes):
     """The paper config (the tiny model with dry) with top-level changes, as a YAML file."""
-    with open(PAPER, encoding="utf-8") as f:
+    with open(PAPER_CONFIG, encoding="utf-8") as f:
         conf = yaml.safe_load(f)
     if dry:
         conf["model_args"].update(TINY_MODEL)
