@@ -17,6 +17,7 @@ Every repeat runs every mode in turn (interleaved), so machine load changing dur
 hits them alike; a figure is the median over the repeats, a ratio the median of the
 per-repeat ratios against local files. Localhost has no network latency or bandwidth limit:
 the ratio is the cost of the transport (curl, a pipe, the HTTP server), not of a network.
+The table is analysis/distributed_tables.render_shard_http's.
 """
 
 import argparse
@@ -30,18 +31,12 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks.common import (add_force_option, command_line, finish_report, load_avg,  # noqa: E402
-                               require_idle)
-from wespeaker_mfcon.analysis.tables import markdown_table  # noqa: E402
-from wespeaker_mfcon.dataset.shard_writer import write_shard  # noqa: E402
-from wespeaker_mfcon.dataset.shards import read_shard  # noqa: E402
-from wespeaker_mfcon.utils.audio import decode_audio  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
+from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, start
+from wespeaker_mfcon.analysis.distributed_tables import render_shard_http
+from wespeaker_mfcon.dataset.shard_writer import write_shard
+from wespeaker_mfcon.dataset.shards import read_shard
+from wespeaker_mfcon.utils.audio import decode_audio
+from wespeaker_mfcon.utils.entrypoint import run_main
 
 MODES = ("local file", "HTTP", "pipe:cat")
 
@@ -53,8 +48,7 @@ def get_args(argv):
     p.add_argument("--seconds", type=float, default=2.0, help="length of each utterance")
     p.add_argument("--per_shard", type=int, default=100, help="utterances per shard")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--json", help="write the figures here (docs/results/shard_http.json)")
-    add_force_option(p)
+    add_bench_options(p)
     return p.parse_args(argv)
 
 
@@ -107,13 +101,13 @@ def entries(mode, shard_dir, names, port):
 def time_pass(shard_entries, decode):
     """(samples/s, MB/s) of one pass over the shards."""
     count, nbytes = 0, 0
-    start = time.perf_counter()
+    began = time.perf_counter()
     for entry in shard_entries:
         for key, _, data, where in read_shard(entry):
             count, nbytes = count + 1, nbytes + len(data)
             if decode:
                 decode_audio(data, where, 16000, warn=False)
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - began
     return count / elapsed, nbytes / elapsed / 1e6
 
 
@@ -139,23 +133,9 @@ def summarize(runs):
     return rows
 
 
-def render(data):
-    """The docs table of a bench_shard_http JSON (analysis/tables.renderers: shard_http)."""
-    rows = [[r["mode"], r["kind"], f"{r['samples_per_s']:.0f}", f"{r['mb_per_s']:.0f}",
-             f"{r['vs_local']:.2f}"] for r in data["rows"]]
-    banner = f"{data['under_load']}\n\n" if data["under_load"] else ""
-    return (banner + markdown_table(["source", "work", "samples/s per worker", "MB/s",
-                                     "vs local file (median ratio)"], rows) +
-            f"\n{data['utterances']} utterances of {data['seconds']} s in shards of "
-            f"{data['per_shard']}, median of {data['repeats']} interleaved repeats on "
-            f"{data['host']} (load average before / after: {data['load_before']} / "
-            f"{data['load_after']}). Command: `{data['command']}`.\n")
-
-
 def main(argv=None):
     args = get_args(argv)
-    banner = require_idle(args.force)
-    before = load_avg()
+    record = start("shard_http", "bench_shard_http.py", argv, args.force)
     with tempfile.TemporaryDirectory(prefix="bench_shard_http_") as root:
         names = write_data(root, args.utts, args.seconds, args.per_shard)
         shard_dir = os.path.join(root, "shards")
@@ -165,12 +145,9 @@ def main(argv=None):
         finally:
             server.kill()
             server.wait()
-    data = {"host": f"{socket.gethostname()} ({os.cpu_count()} CPUs)", "under_load": banner,
-            "command": command_line("bench_shard_http.py", argv), "load_before": before,
-            "load_after": load_avg(), "utterances": args.utts, "seconds": args.seconds,
-            "per_shard": args.per_shard, "repeats": args.repeats, "rows": summarize(runs)}
-    print(render(data))
-    finish_report([1], data["command"], args.json, data)
+    record.update(utterances=args.utts, seconds=args.seconds, per_shard=args.per_shard,
+                  repeats=args.repeats, rows=summarize(runs))
+    print(render_shard_http(finish(record, args.json)))
 
 
 if __name__ == "__main__":

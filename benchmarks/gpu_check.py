@@ -1,6 +1,6 @@
 """What one GPU does with this project, in one run sized for under 8 minutes, into one JSON.
 
-    python benchmarks/gpu_check.py --json docs/results/gpu_check.json     # on a GPU machine
+    python benchmarks/gpu_check.py --json docs/results/gpu_check.json [--force]   # on a GPU
     python benchmarks/gpu_check.py --dry_run --json /tmp/gpu_check.json   # CPU, tiny sizes
 
 1. train: samples/s of training steps (training/loop.EpochRunner.step: mean normalization,
@@ -21,13 +21,13 @@
    execution provider if onnxruntime has it (pip install onnxruntime-gpu), one utterance at a
    time, against PyTorch on the GPU.
 --dry_run runs the same code on the CPU with tiny sizes (the test suite runs it, so that the
-script still works when a GPU is lent): its figures are not measurements.
+script still works when a GPU is lent): its figures are not measurements, and it runs on a busy
+machine without --force. The tables are analysis/distributed_tables.render_gpu_check's.
 """
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -39,25 +39,23 @@ import numpy as np
 import torch
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks.common import (PAPER_CONFIG, command_line, finish_report,  # noqa: E402
-                               quiet_exporter_logs)
-from wespeaker_mfcon.analysis.tables import markdown_table  # noqa: E402
-from wespeaker_mfcon.apps.embedder import Embedder, load_embedding_net  # noqa: E402
-from wespeaker_mfcon.config import load_train_config  # noqa: E402
-from wespeaker_mfcon.export.onnx import export_checked  # noqa: E402
-from wespeaker_mfcon.models import build_model  # noqa: E402
-from wespeaker_mfcon.training.builders import (amp_dtype, build_lr_scheduler,  # noqa: E402
+from wespeaker_mfcon.analysis.benchmarking import (add_bench_options, cpu_model, finish,
+                                                   quiet_exporter_logs, start)
+from wespeaker_mfcon.analysis.distributed_tables import render_gpu_check
+from wespeaker_mfcon.apps.embedder import Embedder, load_embedding_net
+from wespeaker_mfcon.config import load_train_config
+from wespeaker_mfcon.export.onnx import export_checked
+from wespeaker_mfcon.models import build_model
+from wespeaker_mfcon.training.builders import (amp_dtype, build_lr_scheduler,
                                                build_model_with_heads, build_optimizer)
-from wespeaker_mfcon.training.loop import EpochRunner, StepOptions  # noqa: E402
-from wespeaker_mfcon.utils.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.utils.errors import UserError  # noqa: E402
+from wespeaker_mfcon.training.loop import EpochRunner, StepOptions
+from wespeaker_mfcon.utils.checkpoint import load_checkpoint, save_checkpoint
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.errors import UserError
 
+PAPER_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "examples", "voxceleb", "v2_mfcon", "conf",
+                            "mfa_conformer_mfcon.yaml")     # the paper setting, with MFCon
 TINY_MODEL = {"num_blocks": 2, "output_size": 32, "attention_heads": 2, "linear_units": 64,
               "cnn_module_kernel": 7, "subsampling": 4, "embed_dim": 16}
 
@@ -74,12 +72,13 @@ class Sizes:
     utt_frames: tuple
     batch: int
     ort_utts: int           # onnxruntime: utterances of `frames`
+    resume: tuple           # torchrun resume check: speakers, utterances each, its P and K
 
 
 GPU = Sizes(classes=5994, P=32, K=4, frames=300, warmup=5, steps=20, utts=512,
-            utt_frames=(200, 1200), batch=64, ort_utts=100)
-DRY = Sizes(classes=8, P=2, K=2, frames=60, warmup=1, steps=2, utts=6, utt_frames=(60, 140),
-            batch=3, ort_utts=2)
+            utt_frames=(200, 1200), batch=64, ort_utts=100, resume=(8, 8, 4, 2))
+DRY = Sizes(classes=8, P=2, K=2, frames=60, warmup=1, steps=1, utts=6, utt_frames=(60, 140),
+            batch=3, ort_utts=2, resume=(4, 3, 2, 2))      # resume: 3 steps an epoch
 
 
 def write_config(path, dry, **changes):
@@ -121,11 +120,11 @@ def time_training(conf_path, precision, mfcon, sizes, device):
     for step in range(sizes.warmup):
         runner.step(chunks, labels, step)
     sync(device)
-    start = time.perf_counter()
+    began = time.perf_counter()
     for step in range(sizes.steps):
         stats = runner.step(chunks, labels, sizes.warmup + step)
     sync(device)
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - began
     if not torch.isfinite(stats).all():
         raise RuntimeError(f"{precision} mfcon={mfcon}: non-finite loss {stats.tolist()}")
     return {"samples_per_s": sizes.steps * len(labels) / elapsed,
@@ -175,11 +174,12 @@ def torchrun_check(work, dry, sizes, device):
 
 
 def _resume(work, dry, sizes, device):
+    speakers, utts, P, K = sizes.resume
     conf = write_config(os.path.join(work, "resume.yaml"), dry, num_epochs=2,
                         save_interval_steps=2, dataloader_args={"num_workers": 0},
-                        dataset_args={"num_frames": sizes.frames, "spk_per_batch": 4,
-                                      "utts_per_spk": 2})
-    data = write_feats(os.path.join(work, "data"), speakers=8, utts=8, frames=sizes.frames)
+                        dataset_args={"num_frames": sizes.frames, "spk_per_batch": P,
+                                      "utts_per_spk": K})
+    data = write_feats(os.path.join(work, "data"), speakers, utts, frames=sizes.frames)
     stopped = os.path.join(work, "stopped")
     for exp, epochs in (("unbroken", 2), ("stopped", 1), ("stopped", 2)):
         result = _launch(["-m", "wespeaker_mfcon.bin.train", "--config", conf, "--exp_dir",
@@ -198,10 +198,9 @@ def _resume(work, dry, sizes, device):
 def _launch(worker):
     """A one-process job of bin/torchrun running worker (a script or -m module and its
     arguments): {"ok": True} and the JSON its last stdout line holds, if any; or the error."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "wespeaker_mfcon.bin.torchrun", "--standalone",
            "--nproc_per_node=1", *worker]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode:
         return {"ok": False, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     last = (proc.stdout.strip().splitlines() or ["{}"])[-1]
@@ -241,10 +240,10 @@ def extraction(model_path, conf_path, sizes, device):
     for batch in (1, sizes.batch):
         embedder.embed_many(feats[:batch], batch, batch * sizes.utt_frames[1])   # warm-up
         sync(device)
-        start = time.perf_counter()
+        began = time.perf_counter()
         embeds[batch] = embedder.embed_many(feats, batch, batch * sizes.utt_frames[1])
         sync(device)
-        rates[batch] = len(feats) / (time.perf_counter() - start)
+        rates[batch] = len(feats) / (time.perf_counter() - began)
     return {"utts": len(feats), "batch": sizes.batch, "batch_1_utts_per_s": rates[1],
             "batched_utts_per_s": rates[sizes.batch],
             "speedup": rates[sizes.batch] / rates[1],
@@ -268,9 +267,9 @@ def onnx_runtime(model_path, conf_path, work, sizes, device):
     for name, run in (("onnxruntime", lambda x: session.run(["embs"], {"feats": x[None]})[0]),
                       ("torch", lambda x: _torch_embed(net, x, device))):
         run(feats[0])
-        start = time.perf_counter()
+        began = time.perf_counter()
         outs[name] = np.concatenate([run(x) for x in feats])
-        timings[name] = len(feats) / (time.perf_counter() - start)
+        timings[name] = len(feats) / (time.perf_counter() - began)
     return {"available": True, "provider": provider,
             "onnxruntime_utts_per_s": timings["onnxruntime"],
             "torch_utts_per_s": timings["torch"],
@@ -284,52 +283,32 @@ def _torch_embed(net, feats, device):
     return out
 
 
-def render(data):
-    """The docs tables of a gpu_check JSON (analysis/tables.renderers: gpu_check)."""
-    rows = []
-    for name, part in data["train"].items():
-        if "skipped" in part:
-            rows.append([name, "–", "–", "–", "–", part["skipped"]])
-            continue
-        mf, base = part["mfcon"], part["baseline"]
-        rows.append([name, f"{mf['samples_per_s']:.0f}", f"{base['samples_per_s']:.0f}",
-                     f"{part['mfcon_overhead_pct']:.1f}%", _gib(mf["peak_gib"]),
-                     _gib(base["peak_gib"])])
-    text = markdown_table(["precision", "MFCon samples/s", "baseline samples/s",
-                           "MFCon overhead", "MFCon peak memory", "baseline peak memory"], rows)
-    run, ext, ort = data["torchrun"], data["extraction"], data["onnxruntime"]
-    text += (f"\nBatch {data['batch']} ({data['frames']} frames, {data['classes']} classes) on "
-             f"{data['device']}, torch {data['torch']}.\n\n")
-    coll, res = run["collectives"], run["resume"]
-    text += (f"- torchrun, one process ({run['backend']}): all_reduce and broadcast "
-             + (f"{'work' if coll['all_reduce_and_broadcast'] else 'FAIL'}; " if coll["ok"] else
-                f"failed: {coll['error']}; ")
-             + (f"a job stopped after epoch 1 and started again resumed: {res['resumed']}, "
-                f"identical to an unbroken run: {res['identical']} (max |diff| "
-                f"{res['max_abs_diff']:.2g})\n" if res["ok"] else
-                f"the stopped job failed: {res['error']}\n"))
-    text += (f"- extraction of {ext['utts']} utterances: batch {ext['batch']} "
-             f"{ext['batched_utts_per_s']:.0f} utt/s, batch 1 {ext['batch_1_utts_per_s']:.0f} "
-             f"utt/s: {ext['speedup']:.1f}x (max |diff| {ext['max_abs_diff']:.1g})\n")
-    text += (f"- ONNX Runtime {ort['provider']}: {ort['onnxruntime_utts_per_s']:.0f} utt/s "
-             f"against PyTorch {ort['torch_utts_per_s']:.0f} (max |diff| "
-             f"{ort['max_abs_diff']:.1g})\n" if ort["available"] else
-             f"- ONNX Runtime: no CUDA provider (has {', '.join(ort['providers'])})\n")
-    seconds = ", ".join(f"{k} {v:.0f} s" for k, v in data["part_seconds"].items())
-    return text + (f"\n{data['seconds']:.0f} s in all ({seconds}). "
-                   f"Command: `{data['command']}`.\n")
-
-
-def _gib(value):
-    return "–" if value is None else f"{value:.2f} GiB"
+def run_parts(dry, sizes, device):
+    """{part: its figures, "part_seconds": {part: s}} of the four parts, run in a temporary
+    directory on a randomly initialized model of the paper config (the tiny model with dry)."""
+    out = {"part_seconds": {}}
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as work:
+        conf = write_config(os.path.join(work, "paper.yaml"), dry)
+        model_path = os.path.join(work, "model.pt")
+        c = load_train_config(conf)
+        save_checkpoint({"model": build_model(c.model, c.model_args).state_dict()}, model_path)
+        parts = {"train": lambda: training(conf, sizes, device),
+                 "torchrun": lambda: torchrun_check(work, dry, sizes, device),
+                 "extraction": lambda: extraction(model_path, conf, sizes, device),
+                 "onnxruntime": lambda: onnx_runtime(model_path, conf, work, sizes, device)}
+        for name, run in parts.items():
+            began = time.perf_counter()
+            out[name] = run()
+            out["part_seconds"][name] = time.perf_counter() - began
+    return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry_run", action="store_true", help="CPU, tiny sizes: checks the script")
-    p.add_argument("--json", help="write the figures here (docs/results/gpu_check.json)")
     p.add_argument("--probe", choices=("cpu", "cuda"), help=argparse.SUPPRESS)  # a worker
+    add_bench_options(p)
     args = p.parse_args(argv)
     if args.probe:
         probe(args.probe)
@@ -337,30 +316,16 @@ def main(argv=None):
     quiet_exporter_logs()
     if not args.dry_run and not torch.cuda.is_available():
         raise UserError("no CUDA device visible: run on a GPU machine, or give --dry_run")
+    record = start("gpu_check", "gpu_check.py", argv, args.force, timed=not args.dry_run)
     sizes, device = (DRY, torch.device("cpu")) if args.dry_run else (GPU, torch.device("cuda"))
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="gpu_check_") as work:
-        conf = write_config(os.path.join(work, "paper.yaml"), args.dry_run)
-        model_path = os.path.join(work, "model.pt")
-        c = load_train_config(conf)
-        save_checkpoint({"model": build_model(c.model, c.model_args).state_dict()}, model_path)
-        data = {"device": torch.cuda.get_device_name() if device.type == "cuda" else
-                f"CPU ({platform.processor() or platform.machine()}), dry run",
-                "dry_run": args.dry_run, "torch": torch.__version__, "cuda": torch.version.cuda,
-                "batch": sizes.P * sizes.K, "frames": sizes.frames, "classes": sizes.classes}
-        parts = {"train": lambda: training(conf, sizes, device),
-                 "torchrun": lambda: torchrun_check(work, args.dry_run, sizes, device),
-                 "extraction": lambda: extraction(model_path, conf, sizes, device),
-                 "onnxruntime": lambda: onnx_runtime(model_path, conf, work, sizes, device)}
-        data["part_seconds"] = {}
-        for name, run in parts.items():
-            began = time.perf_counter()
-            data[name] = run()
-            data["part_seconds"][name] = time.perf_counter() - began
-    data["seconds"] = time.perf_counter() - start
-    data["command"] = command_line("gpu_check.py", argv)
-    print(render(data))
-    finish_report([1], data["command"], args.json, data)
+    record.update(device=torch.cuda.get_device_name() if device.type == "cuda" else
+                  f"CPU ({cpu_model()}), dry run", dry_run=args.dry_run,
+                  torch=torch.__version__, cuda=torch.version.cuda, batch=sizes.P * sizes.K,
+                  frames=sizes.frames, classes=sizes.classes)
+    began = time.perf_counter()
+    record.update(run_parts(args.dry_run, sizes, device))
+    record["seconds"] = time.perf_counter() - began
+    print(render_gpu_check(finish(record, args.json)))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,25 @@
-"""The docs tables of the benchmarks of docs/distributed.md, rendered from the JSON record each
-writes (analysis/benchmarking.py makes the record; the script prints the same table):
+"""The figures and docs tables of the benchmarks of docs/distributed.md, rendered from the JSON
+record each writes (analysis/benchmarking.py makes the record; the script prints the same
+table):
 
     shard_http        benchmarks/bench_shard_http.py: shard reads over HTTP and pipe: against
                       local files
     checkpoint_cost   benchmarks/checkpoint_cost.py: the paper config's checkpoint and the work
-                      a failure throws away per world size
+                      a failure throws away per world size (lost_work)
     gpu_check         benchmarks/gpu_check.py: what one GPU does (training precisions and MFCon
                       overhead, torchrun, batched extraction, ONNX Runtime)
 
-A table of a --force run on a busy machine starts with the record's under-load banner.
+A table starts with the record's under-load banner (a --force run on a busy machine) and its
+contention note, when it has them.
 """
 
 from wespeaker_mfcon.analysis.tables import markdown_table
+from wespeaker_mfcon.dataset.sampler import global_batches
 
 
 def _banner(data):
-    return f"{data['under_load']}\n\n" if data.get("under_load") else ""
+    """The under-load banner and the contention note of the record, each with a blank line."""
+    return "".join(f"{data[key]}\n\n" for key in ("under_load", "note") if data.get(key))
 
 
 def render_shard_http(data):
@@ -29,6 +33,20 @@ def render_shard_http(data):
             f"{data['per_shard']}, median of {data['repeats']} interleaved repeats on "
             f"{data['host']} (load average before / after: {data['load_before']} / "
             f"{data['load_after']}). Command: `{data['command']}`.\n")
+
+
+def lost_work(conf, utts, world):
+    """The most work one failure throws away in a world of `world` processes, for `utts`
+    utterances an epoch at conf's batch per process: the steps since the last checkpoint, at
+    most save_interval_steps or, when an epoch is shorter, one epoch (checkpoints are written
+    at epoch ends too)."""
+    steps = global_batches(utts, conf.batch_size, world) // world
+    every = conf.save_interval_steps
+    lost = min(every, steps) if every else steps
+    samples = lost * world * conf.batch_size
+    return {"world": world, "steps_per_epoch": steps, "lost_steps": lost,
+            "lost_samples": samples, "lost_epochs": lost / steps,
+            "lost_share_of_run": lost / (steps * conf.num_epochs)}
 
 
 def render_checkpoint_cost(data):
@@ -46,7 +64,7 @@ def render_checkpoint_cost(data):
             f"{data['utts']:,} utterances. Its checkpoint ({ck['parameters'] / 1e6:.1f} M "
             f"parameters with the heads, Adam moments): {ck['bytes'] / 2**20:.0f} MiB, saved in "
             f"{ck['save_s']:.1f} s and loaded in {ck['load_s']:.1f} s on {data['host']} (load "
-            f"average {data['load']}). Command: `{data['command']}`.\n")
+            f"average {data['load_after']}). Command: `{data['command']}`.\n")
 
 
 def render_gpu_check(data):
