@@ -2,32 +2,31 @@
 one thread, as JSON for the docs.
 
   python benchmarks/bench_diarize_long.py --model examples/voxceleb/v2_mfcon/exp/demo \
-      --data examples/voxceleb/v2_mfcon/data_long --out docs/results/diarization_long.json
+      --data examples/voxceleb/v2_mfcon/data_long --json docs/results/diarization_long.json
 
 Makes one generated conversation of each length in --data (4 speakers; synth/conversations.py)
 unless it is there, then diarizes each in a fresh process through the public API
 (apps/diarize.diarize_rttm) with torch, ONNX Runtime and BLAS on one thread, and records that
 process's peak resident memory (VmHWM), its CPU seconds per second of audio, and DER/JER
-against the reference. Flat memory: the 60-minute peak is about the 10-minute one.
+against the reference. Flat memory: the 60-minute peak is about the 10-minute one. The table
+is analysis/diarization.render_long's.
 """
 
 import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_force_option, load_avg, require_idle  # noqa: E402
-
-from wespeaker_mfcon.bin.make_conversations import main as make_conversations  # noqa: E402
-from wespeaker_mfcon.scoring.diarization import score_rttm  # noqa: E402
-from wespeaker_mfcon.scoring.rttm import read_rttm  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.utils.file_utils import atomic_write  # noqa: E402
+from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, start
+from wespeaker_mfcon.analysis.diarization import render_long
+from wespeaker_mfcon.bin.make_conversations import main as make_conversations
+from wespeaker_mfcon.scoring.diarization import score_rttm
+from wespeaker_mfcon.scoring.rttm import read_rttm
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.file_utils import atomic_write
 
 MINUTES = (10, 60)
 
@@ -37,10 +36,9 @@ def get_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="exp dir, .pt or .onnx")
     p.add_argument("--data", required=True, help="dir of the long recordings (made if absent)")
-    p.add_argument("--out", help="JSON output")
     p.add_argument("--child", help="(internal) diarize this wav and print the measurements")
     p.add_argument("--rttm", help="(internal, with --child) RTTM output")
-    add_force_option(p)
+    add_bench_options(p)
     return p.parse_args(argv)
 
 
@@ -107,15 +105,11 @@ def main(argv=None):
     args = get_args(argv)
     if args.child:
         return child(args.model, args.child, args.rttm)
-    banner = require_idle(args.force)
-    runs = {f"{minutes} min": measure(args.model, make_recording(args.data, minutes))
-            for minutes in MINUTES}
-    result = dict(host=socket.gethostname(), load_average=load_avg(), under_load=banner,
-                  command="python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
-                  model=args.model, runs=runs)
-    with atomic_write(args.out) as f:
-        json.dump(result, f, indent=1)
-    print(json.dumps(result, indent=1))
+    record = start("diarize_long", "bench_diarize_long.py", argv, args.force)
+    record.update(model=args.model,
+                  runs={f"{minutes} min": measure(args.model, make_recording(args.data, minutes))
+                        for minutes in MINUTES})
+    print(render_long(finish(record, args.json)))
 
 
 if __name__ == "__main__":

@@ -21,31 +21,24 @@ enrollment, SpeakerDB.enroll_many, --fill_batch speakers per transaction); at ea
     or 0.5 from it: an enrolled speaker speaking again) and "random" (fresh random unit
     vectors: nobody close, where the answer is "none of them" anyway; the worst case for HNSW).
 Once, on the first size: one enrollment per transaction (SpeakerDB.enroll, fsync at COMMIT).
-The crossover is the size from which on the index answers faster than exact search.
+The crossover is the size from which on the index answers faster than exact search. The tables
+are analysis/speaker_db_scale.py's.
 """
 
 import argparse
 import glob
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks.common import (  # noqa: E402
-    add_force_option, command_line, finish_report, load_avg, require_idle)
-from wespeaker_mfcon.analysis import speaker_db_scale  # noqa: E402
-from wespeaker_mfcon.apps.search import SpeakerSearch, index_files  # noqa: E402
-from wespeaker_mfcon.apps.speaker_db import SpeakerDB  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
+from wespeaker_mfcon.analysis import speaker_db_scale
+from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, load_avg, start
+from wespeaker_mfcon.apps.search import SpeakerSearch, index_files
+from wespeaker_mfcon.apps.speaker_db import SpeakerDB
+from wespeaker_mfcon.utils.entrypoint import run_main
 
 SYNTHETIC = "random unit vectors (i.i.d. Gaussian, normalized), one enrollment each"
 
@@ -66,8 +59,7 @@ def get_args(argv=None):
     p.add_argument("--dir", default=None,
                    help="where the database goes (default: a temp dir, removed after); a "
                         "database already there is reused and grown to the sizes above its own")
-    p.add_argument("--json", default=None)
-    add_force_option(p)
+    add_bench_options(p)
     return p.parse_args(argv)
 
 
@@ -196,8 +188,7 @@ def run(args, workdir):
 
 def main(argv=None):
     args = get_args(argv)
-    banner = require_idle(args.force)
-    start_load = load_avg()
+    record = start("speaker_db", "bench_speaker_db.py", argv, args.force)
     workdir = args.dir or tempfile.mkdtemp(prefix="bench_speaker_db.")
     try:
         sizes, single = run(args, workdir)
@@ -205,16 +196,12 @@ def main(argv=None):
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     methods = [m for m in sizes[0]["latency_ms"] if m != "exact"]
-    payload = {"synthetic": SYNTHETIC, "dim": args.dim, "queries": args.queries,
-               "rounds": args.rounds, "fill_batch": args.fill_batch,
-               "single_enroll_per_s": round(single, 1), "sizes": sizes,
-               "crossover": {m: speaker_db_scale.crossover(sizes, m) for m in methods},
-               "load_avg_start": start_load, "load_avg_end": load_avg(), "under_load": banner,
-               "host": f"a {os.cpu_count()}-CPU {platform.machine()} machine",
-               "command": command_line("bench_speaker_db.py", argv)}
-    print(speaker_db_scale.render_latency(payload))
-    print(speaker_db_scale.render_recall(payload))
-    finish_report([1], payload["command"], args.json, payload)
+    record.update(synthetic=SYNTHETIC, dim=args.dim, queries=args.queries, rounds=args.rounds,
+                  fill_batch=args.fill_batch, single_enroll_per_s=round(single, 1),
+                  sizes=sizes,
+                  crossover={m: speaker_db_scale.crossover(sizes, m) for m in methods})
+    print(speaker_db_scale.render_latency(finish(record, args.json)))
+    print(speaker_db_scale.render_recall(record))
 
 
 if __name__ == "__main__":

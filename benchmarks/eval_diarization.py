@@ -2,7 +2,7 @@
 for a trained model and for the trivial log-mel mean+std embedding, as JSON for the docs.
 
   python benchmarks/eval_diarization.py --model examples/voxceleb/v2_mfcon/exp/demo \
-      --data examples/voxceleb/v2_mfcon/data_conv --num 20 --out docs/results/diarization.json
+      --data examples/voxceleb/v2_mfcon/data_conv --num 20 --json docs/results/diarization.json
 
 Makes --num conversations in --data if they are not there (synth/conversations.py), then per
 recording runs the VAD once and embeds its windows once per embedder (or takes both from
@@ -14,14 +14,13 @@ recording runs the VAD once and embeds its windows once per embedder (or takes b
   ..., oracle count         each with the true number of speakers
 
 Speed: CPU seconds of each step per second of audio (real-time factor) on one thread (torch,
-ONNX Runtime and BLAS limited to one), with the load average of the machine beside it.
+ONNX Runtime and BLAS limited to one), with the load average of the machine beside it. The
+tables are analysis/diarization.render_accuracy's and render_speed's.
 """
 
 import argparse
 import json
 import os
-import socket
-import sys
 import time
 
 import numpy as np
@@ -29,18 +28,17 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_force_option, load_avg, require_idle  # noqa: E402
-
-from wespeaker_mfcon.apps.clustering import cluster  # noqa: E402
-from wespeaker_mfcon.apps.diarize import DiarizeOptions, embed_windows, resegment  # noqa: E402
-from wespeaker_mfcon.apps.embedder import StatsEmbedder, load_model  # noqa: E402
-from wespeaker_mfcon.apps.vad import SileroVad  # noqa: E402
-from wespeaker_mfcon.bin.make_conversations import main as make_conversations  # noqa: E402
-from wespeaker_mfcon.scoring.diarization import score_turns  # noqa: E402
-from wespeaker_mfcon.scoring.rttm import read_rttm  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import run_main  # noqa: E402
-from wespeaker_mfcon.utils.file_utils import atomic_path, atomic_write, read_scp  # noqa: E402
+from wespeaker_mfcon.analysis.benchmarking import add_bench_options, finish, start
+from wespeaker_mfcon.analysis.diarization import render_accuracy, render_speed
+from wespeaker_mfcon.apps.clustering import cluster
+from wespeaker_mfcon.apps.diarize import DiarizeOptions, embed_windows, resegment
+from wespeaker_mfcon.apps.embedder import StatsEmbedder, load_model
+from wespeaker_mfcon.apps.vad import SileroVad
+from wespeaker_mfcon.bin.make_conversations import main as make_conversations
+from wespeaker_mfcon.scoring.diarization import score_turns
+from wespeaker_mfcon.scoring.rttm import read_rttm
+from wespeaker_mfcon.utils.entrypoint import run_main
+from wespeaker_mfcon.utils.file_utils import atomic_path, read_scp
 
 
 def get_args(argv=None):
@@ -49,11 +47,10 @@ def get_args(argv=None):
     p.add_argument("--model", required=True, help="exp dir (with calibration.json), .pt, .onnx")
     p.add_argument("--data", required=True, help="conversations dir (made here if absent)")
     p.add_argument("--num", type=int, default=20, help="conversations to make if absent")
-    p.add_argument("--out", required=True, help="JSON output")
     p.add_argument("--cache", default=None,
                    help="keep each recording's VAD segments and window embeddings here (with "
                         "their CPU seconds) and reuse them; clear it when the model changes")
-    add_force_option(p)
+    add_bench_options(p)
     return p.parse_args(argv)
 
 
@@ -155,7 +152,7 @@ def speed(clock, audio_s):
 
 def main(argv=None):
     args = get_args(argv)
-    banner = require_idle(args.force)
+    record = start("diarization", "eval_diarization.py", argv, args.force)
     if not os.path.isfile(os.path.join(args.data, "meta.json")):
         make_conversations(["--out_dir", args.data, "--num", str(args.num)])
     wav_scp, reference = read_scp(os.path.join(args.data, "wav.scp")), read_rttm(
@@ -166,17 +163,11 @@ def main(argv=None):
         hyps = diarize_all(model, wav_scp, reference, clock, args.cache)
     with open(os.path.join(args.data, "meta.json"), encoding="utf-8") as f:
         audio_s = json.load(f)["hours"] * 3600
-    result = dict(host=socket.gethostname(), load_average=load_avg(), under_load=banner,
-                  command="python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
-                  model=args.model, recordings=len(wav_scp), audio_hours=audio_s / 3600,
+    record.update(model=args.model, recordings=len(wav_scp), audio_hours=audio_s / 3600,
                   systems=summarize(reference, hyps), rtf=speed(clock, audio_s))
-    with atomic_write(args.out) as f:
-        json.dump(result, f, indent=1)
-    print(json.dumps({k: v for k, v in result.items() if k != "systems"}, indent=1))
-    for name, s in result["systems"].items():
-        print(f"{name:45s} DER {100 * s['collar_0.25']['der']:5.2f} JER "
-              f"{100 * s['collar_0.25']['jer']:5.2f} count exact {s['count_exact']:.2f} "
-              f"bias {s['count_bias']:+.2f}")
+    finish(record, args.json)
+    print(render_accuracy(record))
+    print(render_speed(record))
 
 
 if __name__ == "__main__":

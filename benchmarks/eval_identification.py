@@ -4,23 +4,15 @@ identify with the others; closed-set top-1/top-5 and open-set outcomes through t
 
     python benchmarks/eval_identification.py --exp_dir exp/E --data data/test
         [--model exp/E/models/avg_model.onnx] [--p_targets 0.01 0.1 0.5] [--json OUT]
+
+Accuracy, not speed: it runs on a busy machine (analysis/benchmarking.start(timed=False)).
 """
 
 import argparse
-import json
-import os
-import platform
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks.common import command_line  # noqa: E402
-from wespeaker_mfcon.analysis import identification_eval  # noqa: E402
-from wespeaker_mfcon.utils.entrypoint import probability, run_main  # noqa: E402
-from wespeaker_mfcon.utils.file_utils import atomic_write  # noqa: E402
+from wespeaker_mfcon.analysis import identification_eval
+from wespeaker_mfcon.analysis.benchmarking import finish, start
+from wespeaker_mfcon.utils.entrypoint import probability, run_main
 
 
 def get_args(argv=None):
@@ -38,14 +30,10 @@ def get_args(argv=None):
 
 def main(argv=None):
     args = get_args(argv)
-    result = identification_eval.evaluate(args.model or args.exp_dir, args.data,
-                                          args.p_targets, args.device)
-    result.update(host=f"a {os.cpu_count()}-CPU {platform.machine()} machine",
-                  command=command_line("eval_identification.py", argv))
-    print(identification_eval.render(result))
-    if args.json:
-        with atomic_write(args.json) as f:
-            json.dump(result, f, indent=2)
+    record = start("identification", "eval_identification.py", argv, force=False, timed=False)
+    record.update(identification_eval.evaluate(args.model or args.exp_dir, args.data,
+                                               args.p_targets, args.device))
+    print(identification_eval.render(finish(record, args.json)))
 
 
 if __name__ == "__main__":

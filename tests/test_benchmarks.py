@@ -68,6 +68,37 @@ def test_no_script_edits_sys_path():
     assert edits == []
 
 
+HELP_ALL = """
+import contextlib, io, json, runpy, sys
+out = {}
+for script in sys.argv[1:]:
+    sys.argv, text = [script, "--help"], io.StringIO()
+    try:
+        with contextlib.redirect_stdout(text):
+            runpy.run_path(script, run_name="__main__")
+        code = "no exit"
+    except SystemExit as e:
+        code = e.code
+    except Exception as e:                       # an import that fails, named per script
+        code = repr(e)
+    out[script] = [code, text.getvalue()]
+print(json.dumps(out))
+"""
+
+
+def test_every_benchmark_imports_the_package_only_and_has_help(tmp_path):
+    """Every benchmarks/*.py, run from elsewhere without its folder on sys.path (runpy, one
+    process for all), imports and answers --help: none needs a module beside it."""
+    scripts = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "*.py")))
+    proc = subprocess.run([sys.executable, "-c", HELP_ALL, *scripts], capture_output=True,
+                          text=True, cwd=tmp_path, env=python_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(result) == len(scripts) >= 15
+    for script, (code, text) in result.items():
+        assert (code, text.split()[:2]) == (0, ["usage:", os.path.basename(script)]), script
+
+
 def test_train_step_is_a_training_step(tmp_path):
     """TrainStep: same seed, same stats; the loss falls on a repeated batch; without MFCon
     the MFCon loss and weight are 0."""

@@ -245,7 +245,7 @@ def test_docs_tables_show_the_json_figures():
     data = dict(systems={"model, calibrated count": {"collar_0.25": scores, "collar_0": dict(
         scores, der=0.2), "count_exact": 0.75, "count_mae": 0.3, "count_bias": -0.1}},
         recordings=20,
-        audio_hours=1.5, model="exp/E", load_average="1.00 1.00 1.00", host="h",
+        audio_hours=1.5, model="exp/E", load_after="1.00 1.00 1.00", host="h",
         rtf={"vad": 0.02, "embed_model": 0.05})
     table = renderers()["diarization"](data)
     assert "| model, calibrated count | 12.34 | 5.00 | 1.00 | 6.34 | 20.00 | 20.00 | 20.00 | " \
@@ -253,7 +253,7 @@ def test_docs_tables_show_the_json_figures():
     assert "| vad | 0.0200 | 50x |" in renderers()["diarization_speed"](data)
     long = dict(runs={"60 min": dict(audio_s=3600.0, peak_rss_mb=612.4, rtf=0.05,
                                      scores={"collar_0.25": scores}, speakers=[4, 3])},
-                model="exp/E", load_average="1", host="h")
+                model="exp/E", load_after="1", host="h")
     assert "| 60 min | 60.0 | 612 | 0.0500 | 12.34 | 5.00 | 20.00 | 3 of 4 |" in renderers()[
         "diarization_long"](long)
 

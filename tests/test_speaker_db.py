@@ -244,7 +244,7 @@ def test_scale_tables_and_crossover():
     assert speaker_db_scale.crossover(sizes[:3], "index_ef64") is None
     assert speaker_db_scale.latency_stats([0.001, 0.002, 0.003]) == {"median": 2.0, "p90": 2.8}
     data = {"sizes": sizes, "synthetic": "random", "queries": 10, "rounds": 2,
-            "load_avg_start": "1", "load_avg_end": "2", "single_enroll_per_s": 90.0,
+            "load_before": "1", "load_after": "2", "single_enroll_per_s": 90.0,
             "fill_batch": 100, "crossover": {"index_ef64": 30000}}
     latency = speaker_db_scale.render_latency(data)
     row = "| 30,000 | 1.500 / 3.000 | 0.300 / 9.000 | 2.0 | 1.0 | 1,000 | 0.01 | 5,000 |"

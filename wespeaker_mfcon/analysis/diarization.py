@@ -29,7 +29,7 @@ def render_accuracy(data):
             + f"\n{data['recordings']} recordings, {data['audio_hours']:.2f} h; rates in %, "
             "overlap scored, DER/JER with a +-0.25 s collar unless said; count error: mean "
             "absolute, count bias: mean of found - true speakers. Model: "
-            f"`{data['model']}`. {measured_on(data)} Load average {data['load_average']}.\n")
+            f"`{data['model']}`. {measured_on(data)} Load average {data['load_after']}.\n")
 
 
 def render_speed(data):
@@ -39,7 +39,7 @@ def render_speed(data):
     return (_under_load(data)
             + markdown_table(["step", "CPU s per audio s", "faster than real time"], rows)
             + f"\nOne thread (torch, ONNX Runtime, BLAS), CPU time over {data['audio_hours']:.2f} h "
-            f"of audio. {measured_on(data)} Load average {data['load_average']}.\n")
+            f"of audio. {measured_on(data)} Load average {data['load_after']}.\n")
 
 
 def render_long(data):
@@ -53,4 +53,4 @@ def render_long(data):
     return (_under_load(data) + markdown_table(header, rows)
             + f"\nEach in a fresh process on one thread; peak RSS includes Python, torch and the "
             f"model. Model: `{data['model']}`. {measured_on(data)} Load average "
-            f"{data['load_average']}.\n")
+            f"{data['load_after']}.\n")

@@ -48,7 +48,7 @@ def render_latency(data):
              f"{data['queries']} x {len(data['sizes'][0]['recall_at_1'])} single queries per "
              "method and size in interleaved rounds, one thread: search + name lookup, no "
              "embedding. Load average "
-             f"{data['load_avg_start']} at the start, {data['load_avg_end']} at the end: the "
+             f"{data['load_before']} at the start, {data['load_after']} at the end: the "
              "machine was shared, so times are inflated and noisy (index builds use both cores "
              "and suffer most). Index adds/s: speakers added to the saved index since the "
              "previous size (built from nothing at the first), as identify catches it up.",

@@ -36,14 +36,18 @@ def measured_on(data):
 def renderers():
     """{report name: render(data) -> markdown}; each renderer sits beside the code that writes
     its JSON (imported here, on use)."""
-    from wespeaker_mfcon.analysis import (diarization, identification_eval, speaker_db_scale,
-                                          speed_tables, summarize_comparison)
+    from wespeaker_mfcon.analysis import (diarization, distributed_tables,
+                                          identification_eval, speaker_db_scale, speed_tables,
+                                          summarize_comparison)
     return {
+        "checkpoint_cost": distributed_tables.render_checkpoint_cost,
         "comparison": summarize_comparison.render_docs_table,
         "diarization": diarization.render_accuracy,
         "diarization_speed": diarization.render_speed,
         "diarization_long": diarization.render_long,
+        "gpu_check": distributed_tables.render_gpu_check,
         "identification": identification_eval.render,
+        "shard_http": distributed_tables.render_shard_http,
         "speaker_db_latency": speaker_db_scale.render_latency,
         "speaker_db_recall": speaker_db_scale.render_recall,
         "speed_asnorm": speed_tables.render_asnorm,

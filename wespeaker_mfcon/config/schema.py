@@ -167,9 +167,12 @@ class ShardArgs:
     a sample holds its encoded audio until its batch is cut)."""
     shuffle_size: int = 1000            # sample shuffle buffer after the shard shuffle
     buffer_size: int = 1500             # P x K batcher: samples bucketed by speaker
+    retries: int = 6                    # URL / pipe: shards: failures in a row retried
+    retry_wait: float = 1.0             # seconds before a first retry, doubled for each next
 
     def check(self, conf):
-        _at_least(self, "shuffle_size", 1)
+        _at_least(self, "shuffle_size", 1), _at_least(self, "retries", 0)
+        _above(self, "retry_wait", 0)
         _at_least(self, "buffer_size", 2 * conf.dataset_args.spk_per_batch
                   * conf.dataset_args.utts_per_spk)
 

@@ -1,6 +1,8 @@
 """data_type shard: WeSpeaker tar shards read as a stream with webdataset.
 
-  data/train/shard.list (one tar per line; relative paths are relative to the data dir)
+  data/train/shard.list (one tar per line: a path, relative ones to the data dir, an
+     http(s):// URL or a pipe: command, read with webdataset's URL handling: dataset/remote.py;
+     a transport failure is retried with a backoff, the samples already read skipped)
   -> shard order shuffled per (seed, epoch); shards dealt to ranks, then to loader workers
      (disjoint and complete: every shard goes to exactly one worker of one rank)
   -> samples {key, speaker, encoded audio} read by webdataset from `{key}.wav` (or .flac, ...)
@@ -22,12 +24,14 @@ and number of loader workers.
 import itertools
 import logging
 import os
+import time
 
 import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from wespeaker_mfcon.dataset import remote
 from wespeaker_mfcon.dataset.dataset import wave_chunk
 from wespeaker_mfcon.dataset.sampler import global_batches
 from wespeaker_mfcon.utils.audio import decode_audio
@@ -43,7 +47,8 @@ AUDIO_EXTS = ("wav", "flac", "ogg", "opus", "mp3", "sph")
 
 
 def read_shard_list(data_dir):
-    """Absolute tar paths of data_dir/shard.list; missing files name the list line."""
+    """The shards of data_dir/shard.list: absolute tar paths (a missing file names the list
+    line), and URLs and pipe: commands as written."""
     path = os.path.join(data_dir, "shard.list")
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file (write shards with stage 1 --data_type shard "
@@ -53,6 +58,9 @@ def read_shard_list(data_dir):
         for lineno, line in enumerate(f, 1):
             name = line.strip()
             if not name:
+                continue
+            if remote.is_remote(name):
+                shards.append(name)
                 continue
             tar = name if os.path.isabs(name) else os.path.join(data_dir, name)
             if not os.path.isfile(tar):
@@ -69,24 +77,61 @@ def partition(shards, seed, epoch, rank=0, world_size=1, worker=0, num_workers=1
     return [shards[i] for i in order[rank::world_size][worker::num_workers]]
 
 
-def read_shard(path):
-    """Samples (key, speaker, audio bytes, where) of one tar, in tar order, via webdataset.
-    A corrupt tar or a sample without its .spk or audio member is a one-line UserError that
-    names the shard and the member (so the key) being read."""
-    member = []
+def read_shard(path, retries=0, retry_wait=1.0):
+    """Samples (key, speaker, audio bytes, where) of one tar (a path, an http(s) URL or a pipe:
+    command), in tar order, via webdataset. A corrupt tar or a sample without its .spk or
+    audio member is a one-line UserError that names the shard and the member (so the key)
+    being read. A URL or command whose transport fails is read again after retry_wait s, then
+    2x, 4x that..., up to `retries` failures in a row, skipping the samples already given (the
+    same samples as an unbroken read); then a UserError names it."""
+    given, failures, started = 0, 0, time.monotonic()
+    while True:
+        before = given
+        try:
+            for index, sample in enumerate(_read_tar(path)):
+                if index == given:
+                    given += 1
+                    yield sample
+            return
+        except remote.TransportError as e:
+            failures = 1 if given > before else failures + 1
+            if failures > retries:
+                raise UserError(f"{path}: unreachable: {e}; {failures} attempt(s) in a row "
+                                f"failed over {time.monotonic() - started:.0f} s: when it is "
+                                "back, run the same command again") from None
+            delay = retry_wait * 2 ** (failures - 1)
+            logger.warning("%s: %s after %d samples; trying again in %.1f s (retry %d of %d)",
+                           path, e, given, delay, failures, retries)
+            time.sleep(delay)
+
+
+def _read_tar(path):
+    """One attempt at read_shard's samples; a TransportError if the transport failed."""
+    member, stream = [], None
 
     def note(fname):                     # webdataset asks before it reads each member
         member[:] = [fname]
         return True
     try:
-        for sample in wds.tarfile_to_samples(select_files=note)([{"url": path}]):
+        stream = remote.open_stream(path)
+        files = wds.tariterators.tar_file_expander([{"url": path, "stream": stream}],
+                                                   select_files=note)
+        for sample in wds.tariterators.group_by_keys(files):
             yield _parse(sample, path)
-    except UserError:
-        raise
+        failure = remote.transport_failure(stream, path)     # a cut at a member boundary
     except Exception as e:
-        where = f"at member {member[0]}" if member else "before its first member"
-        reason = str(e.args[0]).split(" @ ")[0] if e.args else type(e).__name__
-        raise UserError(f"{path}: corrupt tar {where}: {_one_line(reason)}") from None
+        failure = remote.transport_failure(stream, path)
+        if failure is None and isinstance(e, UserError):
+            raise
+        if failure is None:
+            where = f"at member {member[0]}" if member else "before its first member"
+            reason = str(e.args[0]).split(" @ ")[0] if e.args else type(e).__name__
+            raise UserError(f"{path}: corrupt tar {where}: {_one_line(reason)}") from None
+    finally:
+        if stream is not None:
+            remote.close_stream(stream)
+    if failure is not None:
+        raise remote.TransportError(failure)
 
 
 def _parse(sample, path):
@@ -227,6 +272,7 @@ class ShardStream(IterableDataset):
         self.ds, self.speeds, self.augmentor = ds, conf.speeds, augmentor
         self.sample_rate = conf.sample_rate
         self.fbank_kwargs = conf.fbank_kwargs()
+        self.retries, self.retry_wait = ds.shard_args.retries, ds.shard_args.retry_wait
         self.epoch, self.start_batch = 0, 0
 
     def __iter__(self):
@@ -266,7 +312,7 @@ class ShardStream(IterableDataset):
             order = shards if npass == 0 else [shards[i] for i in rng.permutation(len(shards))]
             speakers, count = set(), 0
             for shard in order:
-                for sample in read_shard(shard):
+                for sample in read_shard(shard, self.retries, self.retry_wait):
                     speakers.add(sample[1])
                     count += 1
                     yield sample

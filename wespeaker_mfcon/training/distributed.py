@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from wespeaker_mfcon.training.model_with_heads import unwrap
-from wespeaker_mfcon.utils.errors import UserError
+from wespeaker_mfcon.utils.errors import ReportedElsewhere, UserError
 
 
 def init_distributed(device_type):
@@ -39,6 +39,25 @@ def check_ranks_in_sync(net, world):
     if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
         raise RuntimeError(f"DDP replicas diverged: parameter checksums {values}")
     return values[0]
+
+
+def on_rank0(fn, rank, world):
+    """Run fn() on rank 0; a UserError of it is raised on every rank: the others stop at the
+    same point, quietly (rank 0 reports it), rather than in their next collective with
+    tracebacks about a lost peer."""
+    error = None
+    if rank == 0:
+        try:
+            fn()
+        except UserError as e:
+            error = e
+    if world > 1:
+        shared = [None if error is None else str(error)]
+        dist.broadcast_object_list(shared, src=0)
+        if rank != 0 and shared[0] is not None:
+            raise ReportedElsewhere(shared[0])
+    if error is not None:
+        raise error
 
 
 def finish(world):

@@ -10,13 +10,16 @@
 import json
 import logging
 import os
+import sys
 
 import numpy as np
 import torch
 
 from wespeaker_mfcon.dataset.dataset import load_spk2id
 from wespeaker_mfcon.training import builders, diagnostics, distributed, finetune
-from wespeaker_mfcon.training.checkpointing import Position, resume_latest, save_state
+from wespeaker_mfcon.training.checkpointing import (Position, capture_state, in_world,
+                                                    resume_latest, save_state,
+                                                    set_schedule_step)
 from wespeaker_mfcon.training.loop import EpochRunner, StepOptions
 from wespeaker_mfcon.utils import checkpoint as ckpt
 from wespeaker_mfcon.config import load_train_config, save_config
@@ -92,31 +95,56 @@ class TrainingRun:
     def resume(self):
         """Load the newest checkpoint if there is one, else init_from if given (after the
         random initialization, which consumes the RNG as always); returns where training
-        stands."""
-        position, path = resume_latest(self.models_dir, self.steps_per_epoch, net=self.net,
-                                       optimizer=self.optimizer,
-                                       lr_scheduler=self.lr_scheduler, device=self.device)
+        stands, in this run's world size."""
+        if self.is_main:
+            for name in ckpt.remove_partial_saves(self.models_dir):
+                logging.info("removed %s, the partial file of a killed save", name)
+        saved, path = resume_latest(self.models_dir, net=self.net, optimizer=self.optimizer,
+                                    lr_scheduler=self.lr_scheduler, device=self.device)
+        position = in_world(saved, self.world, self.steps_per_epoch)
+        if position.step != saved.step:
+            set_schedule_step(self.lr_scheduler, position.step)
         init_from = self.conf.init_from
         summary = None
         if path is None and init_from:
             summary = finetune.initialize(self.net, self.conf, self.spk2id)
         if self.is_main:
-            if path:
-                logging.info("resumed from %s (epoch %d, batch %d, step %d)%s", path,
-                             position.epoch, position.batch_in_epoch, position.step,
-                             f"; init_from {init_from} not used (a fresh run only)"
-                             if init_from else "")
-            if summary:
-                logging.info(summary)
-            if self.conf.freeze_backbone_steps > position.step:
-                logging.info("backbone frozen until step %d: only the heads learn",
-                             self.conf.freeze_backbone_steps)
-            n_params = sum(p.numel() for p in self.net.model.parameters())
-            logging.info("model %s: %.2f M parameters; %d classes; %d steps/epoch on %d "
-                         "process(es)%s", self.conf.model, n_params / 1e6,
-                         self.conf.num_classes, self.steps_per_epoch, self.world,
-                         f"; amp {self.conf.amp}" if self.conf.amp != "none" else "")
+            self._log_start(path, saved, position, summary)
         return position
+
+    def _log_start(self, path, saved, position, summary):
+        init_from = self.conf.init_from
+        if path:
+            logging.info("resumed from %s (epoch %d, batch %d, step %d)%s", path,
+                         position.epoch, position.batch_in_epoch, position.step,
+                         f"; init_from {init_from} not used (a fresh run only)"
+                         if init_from else "")
+        if saved.world_size not in (0, self.world):
+            logging.warning(
+                "world size changed from %d to %d process(es) since %s: epoch %d goes on "
+                "after %d of its %d global batches (saved after %d), step %d -> %d; shards and "
+                "P x K batches are dealt to %d process(es), the batch of one step is now %d "
+                "samples (was %d)", saved.world_size, self.world, os.path.basename(path),
+                position.epoch + 1, position.batch_in_epoch * self.world,
+                self.steps_per_epoch * self.world, saved.batch_in_epoch * saved.world_size,
+                saved.step, position.step, self.world, self.world * self.conf.batch_size,
+                saved.world_size * self.conf.batch_size)
+        if summary:
+            logging.info(summary)
+        if self.conf.freeze_backbone_steps > position.step:
+            logging.info("backbone frozen until step %d: only the heads learn",
+                         self.conf.freeze_backbone_steps)
+        n_params = sum(p.numel() for p in self.net.model.parameters())
+        logging.info("model %s: %.2f M parameters; %d classes; %d steps/epoch on %d "
+                     "process(es)%s", self.conf.model, n_params / 1e6,
+                     self.conf.num_classes, self.steps_per_epoch, self.world,
+                     f"; amp {self.conf.amp}" if self.conf.amp != "none" else "")
+        if path:        # as big as the one resumed from; else the optimizer state is to come
+            ckpt.warn_if_no_room(self.models_dir, os.path.getsize(path), "one checkpoint")
+        else:
+            state = capture_state(self.net, self.optimizer, self.lr_scheduler, position)
+            ckpt.warn_if_no_room(self.models_dir, ckpt.state_bytes(state),
+                                 "one checkpoint at the least")
 
     def _diagnostics_interval(self):
         """conf.diagnostics_interval, or 0 (with a warning) where it cannot be measured."""
@@ -128,9 +156,15 @@ class TrainingRun:
             return 0
         return every
 
-    def save(self, name, position):
-        save_state(self.models_dir, name, net=self.net, optimizer=self.optimizer,
-                   lr_scheduler=self.lr_scheduler, position=position)
+    def save(self, name, position, keep_steps=None):
+        """Every rank calls it: rank 0 writes models/<name> and removes the mid-epoch
+        checkpoints but keep_steps; a failure to write stops every rank at once, with one line
+        from rank 0 (not a hang, nor tracebacks from ranks that lost their peer)."""
+        def write():
+            save_state(self.models_dir, name, net=self.net, optimizer=self.optimizer,
+                       lr_scheduler=self.lr_scheduler, position=position)
+            ckpt.remove_step_checkpoints(self.models_dir, keep=keep_steps)
+        distributed.on_rank0(write, self.rank, self.world)
 
     def fit(self):
         start = self.position
@@ -147,24 +181,23 @@ class TrainingRun:
         distributed.finish(self.world)
 
     def _mid_epoch_saver(self, epoch, epoch_start_step):
-        """on_step callback: a step_<N>.pt every save_interval_steps (rank 0, not at epoch end)."""
+        """on_step callback: a step_<N>.pt every save_interval_steps (not at epoch end)."""
         every = self.conf.save_interval_steps
 
         def on_step(step):
             in_epoch = step - epoch_start_step
-            if self.is_main and every and step % every == 0 and in_epoch < self.steps_per_epoch:
-                self.save(f"step_{step}.pt", Position(epoch, in_epoch, step))
-                ckpt.remove_older_step_checkpoints(self.models_dir, step)
+            if every and step % every == 0 and in_epoch < self.steps_per_epoch:
+                self.save(f"step_{step}.pt", Position(epoch, in_epoch, step, self.world),
+                          keep_steps=f"step_{step}.pt")
         return on_step
 
     def end_epoch(self, epoch, global_step, stats):
         """Check replicas agree, write model_<epoch>.pt, log the epoch line."""
         checksum = (distributed.check_ranks_in_sync(self.net, self.world)
                     if self.world > 1 else None)
+        self.save(f"model_{epoch}.pt", Position(epoch, 0, global_step, self.world))
         if not self.is_main:
             return
-        self.save(f"model_{epoch}.pt", Position(epoch, 0, global_step))
-        ckpt.remove_older_step_checkpoints(self.models_dir, global_step + 1)
         sync = f" ranks in sync (checksum {checksum:.6f})" if checksum is not None else ""
         logging.info("epoch %d done: %s%s", epoch, self.runner.describe(stats), sync)
         if self.runner.diagnostics is not None:
@@ -182,6 +215,18 @@ class TrainingRun:
 
 
 def _file_handler(path):
-    handler = logging.FileHandler(path)
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     return handler
+
+
+class _LogFile(logging.FileHandler):
+    """train.log; when a line cannot be written (a full disk), one warning on stderr instead of
+    a "--- Logging error ---" traceback per line."""
+    failed = False
+
+    def handleError(self, record):
+        if not self.failed:
+            self.failed = True
+            print(f"warning: {self.baseFilename}: cannot write the log ({sys.exc_info()[1]}); "
+                  "its lines go to the console only", file=sys.stderr)

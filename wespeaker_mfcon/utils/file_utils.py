@@ -5,6 +5,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 
+from wespeaker_mfcon.utils import storage
 from wespeaker_mfcon.utils.errors import UserError
 
 
@@ -46,18 +47,25 @@ def read_scp(path):
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path, needed=None):
     """Yield a temporary name beside `path` (same extension); on success rename it to `path`.
 
     The one way this project writes a file or a directory that must never be left
     half-written: by Python, kaldiio, torch.save, ffmpeg or the ONNX exporter alike. On any
-    failure the temporary is removed and an existing `path` is left as it was.
+    failure the temporary is removed and an existing `path` is left as it was. A failure that
+    is a storage fault (a full disk, a quota, a read-only or vanished directory: see
+    utils/storage.py) becomes a one-line UserError naming `path`, what happened and, given
+    `needed` (bytes), how much space the write needed.
     """
     path = os.path.abspath(path)
     dirname, base = os.path.split(path)
-    os.makedirs(dirname, exist_ok=True)
     ext = os.path.splitext(base)[1]
-    fd, tmp = tempfile.mkstemp(dir=dirname, prefix=f".tmp_{base}.", suffix=ext)
+    try:
+        os.makedirs(dirname, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dirname, prefix=f".tmp_{base}.", suffix=ext)
+    except OSError as e:          # the directory cannot be made, or holds no new file
+        raise UserError(storage.describe(path, storage.REASONS.get(e.errno, e.strerror),
+                                         needed)) from None
     os.close(fd)
     os.remove(tmp)  # the writer creates it (some writers refuse an existing file)
     try:
@@ -65,12 +73,25 @@ def atomic_path(path):
         if os.path.isdir(tmp) and os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
-            os.remove(tmp)
+    except BaseException as error:
+        fault = isinstance(error, Exception) and not isinstance(error, UserError)
+        reason = storage.diagnose(dirname, error) if fault else None   # before the cleanup
+        partial = storage.allocated_bytes(tmp)   # freed once the writer lets go of it
+        _remove(tmp)
+        if reason:
+            raise UserError(storage.describe(path, reason, needed, freed=partial)) from None
         raise
+
+
+def _remove(path):
+    """Remove a file or a directory tree, if there is one; a failure to do so is not news."""
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 @contextmanager

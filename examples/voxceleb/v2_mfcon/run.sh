@@ -19,7 +19,15 @@ shard_group_size=4        # shards hold each speaker's utterances in runs of thi
                           #   K (utts_per_spk) of the shard configs; 1 = plain shuffle
 gpus=""                   # e.g. "0,1,2,3"; empty = CPU (gloo)
 cpu_procs=1               # processes for CPU training (gloo DDP when > 1)
-torchrun_opts="--standalone --nnodes=1"   # multi-node: "--nnodes=2 --node_rank=0 --rdzv_endpoint=host:29400"
+nnodes=1                  # stage 2 on several nodes (run.sh on each, same options): N, or
+                          #   MIN:MAX for an elastic job that goes on when nodes are lost
+node_rank=0               # this node's number (0 = the node that averages the checkpoints)
+rdzv_endpoint=""          # HOST:PORT of torchrun's c10d rendezvous (a node that stays up, e.g.
+                          #   node 0); empty = one node (--standalone)
+rdzv_id=mfcon             # the job's id, the same on every node (e.g. the SLURM job id)
+max_restarts=0            # torchrun restarts of the worker group after a failure; each
+                          #   resumes from the last checkpoint (docs/distributed.md)
+torchrun_opts=""          # more torchrun options, e.g. "--rdzv_conf last_call_timeout=60"
 train_opts=""             # config overrides, e.g. "--num_epochs 2 --mfcon_args.weight 0.1"
 train_root=""             # VoxCeleb-layout training tree; all three empty = mini corpus
 test_root=""
@@ -42,6 +50,7 @@ cal_opts=""               # more options of local/calibrate.sh, e.g. "--num_tria
 
 help_message="Usage: $0 [--stage N] [--stop_stage M] [--config FILE] [--exp_dir DIR] [--data DIR]
   [--nj N] [--gpus 0,1] [--cpu_procs N] [--train_root DIR --test_root DIR --trials 'F1 F2']
+  [--nnodes N|MIN:MAX --node_rank R --rdzv_endpoint HOST:PORT --rdzv_id ID] [--max_restarts N]
   [--data_type feat|shard] [--shard_group_size K]
   [--on_bad_audio error|skip] [--musan_root DIR] [--rir_root DIR]
   [--mini_opts '--num_train_spk 40 ...']
@@ -90,7 +99,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   fi
 fi
 
-# train_and_average CONFIG EXP_DIR [TRAIN OPTIONS]: torchrun training, then checkpoint averaging
+# train_and_average CONFIG EXP_DIR [TRAIN OPTIONS]: torchrun training (bin/torchrun.py: torchrun,
+# ending a failure with one line), then checkpoint averaging on node 0
 train_and_average() {
   local conf=$1 dir=$2 device nproc
   shift 2
@@ -103,10 +113,18 @@ train_and_average() {
   # a config or data mistake is one line here, not a launcher traceback
   python -m wespeaker_mfcon.bin.train --check_only --config ${conf} --exp_dir ${dir} \
     --train_data ${data}/train "$@"
-  torchrun ${torchrun_opts} --nproc_per_node=${nproc} -m wespeaker_mfcon.bin.train \
+  local launch="--standalone --nnodes=1"
+  if [ -n "${rdzv_endpoint}" ]; then
+    launch="--nnodes=${nnodes} --node_rank=${node_rank} --rdzv_backend=c10d"
+    launch="${launch} --rdzv_endpoint=${rdzv_endpoint} --rdzv_id=${rdzv_id}"
+  fi
+  python -m wespeaker_mfcon.bin.torchrun ${launch} --max_restarts=${max_restarts} \
+    ${torchrun_opts} --nproc_per_node=${nproc} -m wespeaker_mfcon.bin.train \
     --config ${conf} --exp_dir ${dir} --train_data ${data}/train --device ${device} "$@"
-  python -m wespeaker_mfcon.bin.average_model --models_dir ${dir}/models \
-    --num ${num_avg} --dst ${dir}/models/avg_model.pt
+  if [ "${node_rank}" = 0 ]; then
+    python -m wespeaker_mfcon.bin.average_model --models_dir ${dir}/models \
+      --num ${num_avg} --dst ${dir}/models/avg_model.pt
+  fi
 }
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
