@@ -25,6 +25,7 @@ DB-shm beside it.
 
 import os
 import sqlite3
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,6 +80,19 @@ def check_name(name):
     return name
 
 
+def _retry_while_locked(step, seconds=BUSY_TIMEOUT_S):
+    """Run step(), again while SQLite says "database is locked": switching a new file to WAL
+    while another process creates it fails at once, without waiting the busy timeout."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SpeakerDB:
     """One SQLite speaker database. `model_hash` given: refuse a database made by another
     model (UserError); `create`: make the file if it does not exist (recording model_hash)."""
@@ -90,7 +104,7 @@ class SpeakerDB:
         try:
             self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
                                         isolation_level=None, check_same_thread=False)
-            self._setup(model_hash, model_path)
+            _retry_while_locked(lambda: self._setup(model_hash, model_path))
         except sqlite3.DatabaseError as e:
             raise UserError(f"{path}: not a speaker database ({e})") from None
         self.meta = self._read_meta()
