@@ -188,6 +188,18 @@ def test_an_older_saved_config_of_this_repo_loads(tmp_path):
     assert conf.model_args.output_size == 256          # the schema default
 
 
+def test_a_config_saved_before_typed_fbank_args_loads(tmp_path):
+    """exp/NAME/config.yaml of the version with untyped fbank_args: its sample_rate moves to
+    the top, use_energy false and energy_floor 0.0 are dropped; an energy column is refused."""
+    fbank = {"sample_rate": 16000, "frame_length_ms": 25.0, "energy_floor": 0.0,
+             "use_energy": False, "snip_edges": False}
+    conf = load_train_config(write_yaml(tmp_path / "saved.yaml", {"fbank_args": fbank}))
+    assert conf.sample_rate == 16000 and conf.fbank_args.frame_length_ms == 25.0
+    assert error_of(write_yaml(tmp_path / "energy.yaml", {"fbank_args": {"use_energy": True}})) \
+        .endswith("fbank_args.use_energy: only False is supported (the models take log-mel bins "
+                  "without an energy column)")
+
+
 def test_missing_and_malformed_files_are_one_line(tmp_path):
     assert error_of(str(tmp_path / "nope.yaml")).endswith("nope.yaml: no such config file")
     bad = tmp_path / "bad.yaml"

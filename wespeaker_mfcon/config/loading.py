@@ -70,6 +70,21 @@ def _fbank_bins(raw, model_args):
                           f"{model_args.input_dim}; leave it out to use the model's input_dim")
 
 
+# Keys that configs saved by earlier versions hold at values that are now fixed (a log-energy
+# column is not a feature of any model here): read and dropped at these values, refused at others.
+_FIXED_FBANK_KEYS = {"use_energy": False, "energy_floor": 0.0}
+
+
+def _fixed_fbank_keys(raw):
+    fb = raw.get("fbank_args")
+    if not isinstance(fb, dict):
+        return
+    for key, fixed in _FIXED_FBANK_KEYS.items():
+        if key in fb and fb.pop(key) != fixed:
+            raise ConfigError(f"fbank_args.{key}", f"only {fixed} is supported (the models "
+                                                   "take log-mel bins without an energy column)")
+
+
 # ------------------------------------------------------------------ generic checking
 
 
@@ -198,6 +213,7 @@ def validate(raw):
         _from_dict(TrainConfig, {"model": model})
     model_args = _from_dict(MODEL_ARGS[model], model_args, "model_args")
     _fbank_bins(raw, model_args)
+    _fixed_fbank_keys(raw)
     conf = _from_dict(TrainConfig, raw)
     conf.model_args = model_args
     opt_args = _from_dict(OPTIMIZER_ARGS[conf.optimizer], conf.optimizer_args, "optimizer_args")
