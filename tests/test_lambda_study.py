@@ -15,6 +15,8 @@ from wespeaker_mfcon.analysis.summarize_comparison import build_summary
 # cosine EER per variant and seed (seeds 1, 2); AS-norm = cosine - 1
 EERS = {"baseline": [10.0, 12.0], "mfcon_l1": [9.0, 9.6], "mfcon_l3": [8.0, 10.0],
         "mfcon_l10": [8.5, 9.5], "mfcon_grad_ratio": [9.0, 10.0]}
+# the held-out check (seeds 1-3): the rule beats seeds 1 and 3 by 20%, loses seed 2 by 5%
+HELDOUT = {"baseline": [10.0, 10.0, 12.0], "mfcon_rule": [8.0, 10.5, 9.6]}
 
 
 @pytest.fixture
@@ -28,9 +30,13 @@ def tiny_study(tmp_path, monkeypatch):
     os.makedirs("data_s/train")
     with open("data_s/train/spk2utt", "w") as f:
         f.writelines(f"spk{i} u{i}\n" for i in range(40))
+    with open("conf/compare/rule.yaml", "w") as f:
+        yaml.safe_dump({v: {"config": "conf/c.yaml"} for v in HELDOUT}, f)
     spec = {"out": "exp/l", "seeds": [1, 2], "report": "lambda_speakers", "settings": {
         "s40": {"data": "data_s", "variants": "conf/compare/v.yaml"},
-        "s40_2x": {"data": "data_s", "variants": "conf/compare/v.yaml"}}}
+        "s40_2x": {"data": "data_s", "variants": "conf/compare/v.yaml"},
+        "heldout_s40": {"title": "held out", "data": "data_s", "seeds": [1, 2, 3],
+                        "variants": "conf/compare/rule.yaml"}}}
     with open("study.yaml", "w") as f:
         yaml.safe_dump(spec, f)
     runs = {}
@@ -50,6 +56,13 @@ def tiny_study(tmp_path, monkeypatch):
             runs[v].append({"seed": str(seed), "exp_dir": exp, "blocks": None, "results": {
                 "t": {"cosine": {"eer": eer}, "asnorm": {"eer": eer - 1.0}}}})
     shutil.copytree("exp/l/s40", "exp/l/s40_2x")     # the control: the same curves
+    heldout = {v: [{"seed": str(seed), "exp_dir": f"exp/l/heldout_s40/{v}/seed{seed}",
+                    "blocks": None,
+                    "results": {"t": {"cosine": {"eer": e}, "asnorm": {"eer": e - 1.0}}}}
+                   for seed, e in zip((1, 2, 3), eers)] for v, eers in HELDOUT.items()}
+    os.makedirs("exp/l/heldout_s40")
+    with open("exp/l/heldout_s40/comparison.json", "w") as f:
+        json.dump(build_summary(heldout, "baseline"), f)
     for name in ("s40", "s40_2x"):
         with open(f"exp/l/{name}/comparison.json", "w") as f:
             json.dump(build_summary(runs, "baseline"), f)
@@ -77,5 +90,35 @@ def test_best_lambda_gains_diagnostics_and_convergence(tiny_study):
     assert conv["last_2x"] == pytest.approx(15.5)
     text = open("exp/l/lambda_speakers.md").read()
     assert "| 40 | 3 | 3 / 10 | -18.3 ± 2.4 |" in text
-    assert "| mfcon_l3 | 9.00 ± 1.41 | 8.00 ± 1.41 |" in text
+    assert "| mfcon_l3 | 2 | 9.00 ± 1.41 | 8.00 ± 1.41 |" in text
     assert os.path.getsize("exp/l/lambda_speakers.png") > 10000
+
+
+def test_trajectory_and_the_held_out_check(tiny_study):
+    data = lambda_study.collect(tiny_study, {
+        n: f"exp/l/{n}/comparison.json" for n in ("s40", "s40_2x", "heldout_s40")})
+    traj = data["points"][0]["trajectory"]["mfcon_l3"]
+    # epochs 1-2: acc 0.5 and 1.0 -> only epoch 1 learns; ratio 0.1 e s: start = 0.1 s
+    assert traj["ratio_start"] == pytest.approx(0.15) and traj["raw_start"] == 0.2
+    assert traj["ratio_learning"] == pytest.approx(0.15) and traj["learning_epochs"] == 1
+    (h,) = data["heldout"]
+    assert h["rule"] == "mfcon_rule" and h["speakers"] == 40
+    assert h["gain_pct"]["cosine"]["values"] == pytest.approx([-20.0, 5.0, -20.0])
+    assert h["gain_pct"]["cosine"]["mean"] == pytest.approx(-35 / 3)
+    assert not h["every_seed_better"] and not h["goal_met"]
+    text = lambda_study.render_heldout(data)
+    assert "| gain (%) | -20.0 / +5.0 / -20.0 |" in text and "not met (every seed better: no)" in text
+    headline = lambda_study.render_headline(data)
+    assert "| 40 | 3 | 2 / 2 | 11.00 ± 1.41 | 9.00 ± 1.41 | -18.3% | -20.2% |" in headline
+    assert "| 40, held out | rule (mfcon_rule) | 3 / 3 | 10.67 ± 1.15 | 9.37 ± 1.27 | -11.7% |" in headline
+    assert "| 40 | 6 | 15.50 | -0.50 | 15.50 | 11.00 ± 1.41 | 11.00 ± 1.41 |" in \
+        lambda_study.render_convergence(data)
+    assert "| 40 | mfcon_l3 (best) | 0.200 | 0.15 | 0.15 | 1 | 0.400 | 1.000 |" in \
+        lambda_study.render_diagnostics(data)
+
+
+def test_gains_pair_each_seed_with_the_baseline_of_the_same_seed():
+    """A variant trained with seed 1 only is compared with the baseline's seed 1, not its mean."""
+    g = lambda_study.relative_gains({"1": 10.0, "2": 20.0}, {"1": 8.0})
+    assert g == {"mean": pytest.approx(-20.0), "values": [pytest.approx(-20.0)], "seeds": ["1"],
+                 "std": None}

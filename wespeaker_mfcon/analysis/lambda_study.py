@@ -26,6 +26,8 @@ from wespeaker_mfcon.analysis.tables import markdown_table, plus_minus
 from wespeaker_mfcon.utils.file_utils import atomic_write
 
 CONSTANT = re.compile(r"^mfcon_l(\d+(\.\d+)?)$")
+HELDOUT = "heldout"          # settings named heldout*: the rule against the baseline
+GOAL_PCT = -10.0             # the held-out goal: every seed better, mean gain at least 10%
 SYSTEMS = ("cosine", "asnorm")
 
 
@@ -44,21 +46,23 @@ def write_study_report(study, comparisons):
 
 def collect(study, comparisons):
     """{"points": [...], "command": ...} of every setting with a comparison."""
-    points = []
+    points, heldout = [], []
     for name, path in comparisons.items():
         if name.endswith("_2x"):
             continue
         with open(path, encoding="utf-8") as f:
             summary = json.load(f)
         setting = study.settings[name]
-        control = comparisons.get(name + "_2x")
-        points.append(point(setting, summary, study, control))
+        if name.startswith(HELDOUT):
+            heldout.append(heldout_check(setting, summary))
+        else:
+            points.append(point(setting, summary, comparisons.get(name + "_2x")))
     points.sort(key=lambda p: p["speakers"])
-    return {"points": points,
+    return {"points": points, "heldout": heldout,
             "command": f"bash local/run_study.sh {study.path}"}
 
 
-def point(setting, summary, study, control_path):
+def point(setting, summary, control_path):
     variants = summary["variants"]
     constants = {float(m.group(1)): v for v in variants
                  if (m := CONSTANT.match(v))}
@@ -69,10 +73,26 @@ def point(setting, summary, study, control_path):
     out["cohort"] = out["speakers"]          # AS-norm's cohort: one mean per training speaker
     if constants:
         out.update(best_constant(variants, summary["baseline"], constants))
-    out["diagnostics"] = {v: last_epoch(study, setting, v, out["seeds"]) for v in variants}
-    out["convergence"] = convergence(study, setting, summary["baseline"], out["seeds"],
-                                     control_path)
+    out["diagnostics"] = {v: last_epoch(_run_dirs(summary, v)) for v in variants}
+    out["trajectory"] = {v: trajectory(_run_dirs(summary, v)) for v in variants}
+    out["convergence"] = convergence(summary, control_path)
     return out
+
+
+def heldout_check(setting, summary):
+    """The rule's variant (the one that is not the baseline) against the baseline, per seed."""
+    variants, baseline = summary["variants"], summary["baseline"]
+    rule = next(v for v in variants if v != baseline)
+    gains = {s: relative_gains(_by_seed(variants, baseline, s), _by_seed(variants, rule, s))
+             for s in SYSTEMS}
+    cosine = gains["cosine"]
+    return {"setting": setting.name, "title": setting.title, "rule": rule,
+            "speakers": _count_lines(os.path.join(setting.data, "train", "spk2utt")),
+            "variants": {v: {s: _eer(variants, v, s) for s in SYSTEMS}
+                         for v in (baseline, rule)},
+            "gain_pct": gains,
+            "every_seed_better": all(g < 0 for g in cosine["values"]),
+            "goal_met": all(g < 0 for g in cosine["values"]) and cosine["mean"] <= GOAL_PCT}
 
 
 def _count_lines(path):
@@ -87,21 +107,31 @@ def _eer(variants, variant, system):
     return None if stat is None else {k: stat[k] for k in ("mean", "std", "values")}
 
 
-def best_constant(variants, baseline, constants):
-    """The best constant by mean cosine EER, the seeds' own best, and the gains."""
-    def values(v, system):
-        return np.array(_eer(variants, v, system)["values"])
+def _by_seed(variants, variant, system):
+    """{seed: EER} of a variant (seeds as the comparison lists them)."""
+    stat = _eer(variants, variant, system)
+    return dict(zip(variants[variant]["seeds"], stat["values"]))
 
+
+def relative_gains(base, run):
+    """Per seed that both have: 100 (run / base - 1); with the mean and std (ddof 1)."""
+    seeds = [s for s in base if s in run]
+    rel = np.array([100.0 * (run[s] / base[s] - 1.0) for s in seeds])
+    return {"mean": float(rel.mean()), "values": rel.tolist(), "seeds": seeds,
+            "std": float(rel.std(ddof=1)) if len(rel) > 1 else None}
+
+
+def best_constant(variants, baseline, constants):
+    """The best constant by mean cosine EER, each seed's own best (over the seeds every
+    constant has), and the best constant's gains against the baseline of the same seed."""
     lams = sorted(constants)
-    means = [values(constants[lam], "cosine").mean() for lam in lams]
-    best = lams[int(np.argmin(means))]
-    per_seed = np.stack([values(constants[lam], "cosine") for lam in lams])   # (lambdas, seeds)
-    seed_best = [lams[i] for i in per_seed.argmin(axis=0)]
-    gains = {}
-    for system in SYSTEMS:
-        rel = 100.0 * (values(constants[best], system) / values(baseline, system) - 1.0)
-        gains[system] = {"mean": float(rel.mean()), "values": rel.tolist(),
-                         "std": float(rel.std(ddof=1)) if len(rel) > 1 else None}
+    cosine = {lam: _by_seed(variants, constants[lam], "cosine") for lam in lams}
+    best = lams[int(np.argmin([np.mean(list(cosine[lam].values())) for lam in lams]))]
+    common = [s for s in cosine[lams[0]] if all(s in cosine[lam] for lam in lams)]
+    seed_best = [min(lams, key=lambda lam: cosine[lam][s]) for s in common]
+    gains = {system: relative_gains(_by_seed(variants, baseline, system),
+                                    _by_seed(variants, constants[best], system))
+             for system in SYSTEMS}
     return {"lambdas": lams, "best_lambda": best, "seed_best_lambda": seed_best,
             "at_edge": best in (lams[0], lams[-1]), "gain_pct": gains}
 
@@ -118,31 +148,54 @@ def _rows(path):
     return [rows[e] for e in sorted(rows)]
 
 
-def last_epoch(study, setting, variant, seeds):
-    """Mean over seeds of the last epoch's diagnostics (None where a run has none)."""
-    lasts = []
-    for seed in seeds:
-        rows = _rows(os.path.join(study.out, setting.name, variant, f"seed{seed}",
-                                  "diagnostics.jsonl"))
-        if rows:
-            lasts.append(rows[-1])
+def _run_dirs(summary, variant):
+    """The exp dirs of a variant's runs, as the comparison lists them (one per seed)."""
+    return list(summary["runs"][variant].values())
+
+
+def last_epoch(run_dirs):
+    """Mean over runs of the last epoch's diagnostics (None where no run has any)."""
+    lasts = [rows[-1] for rows in (_rows(os.path.join(d, "diagnostics.jsonl"))
+                                   for d in run_dirs) if rows]
     if not lasts:
         return None
     keys = [k for k in lasts[0] if all(k in r for r in lasts) and k not in ("epoch", "step")]
     return {k: float(np.mean([r[k] for r in lasts])) for k in keys}
 
 
-def _validation(study, setting_name, variant, seed):
-    path = os.path.join(study.out, setting_name, variant, f"seed{seed}", "validation.json")
-    if not os.path.isfile(path):
+def trajectory(run_dirs):
+    """Mean over runs of: the applied and raw gradient ratio of the first measured epoch
+    (the start, before the classifier fits), the median applied ratio over the epochs whose
+    training accuracy is below 0.99 (while the classifier still learns), and the number of
+    those epochs; None where no run has diagnostics."""
+    per_run = []
+    for d in run_dirs:
+        rows = [r for r in _rows(os.path.join(d, "diagnostics.jsonl")) if "ratio" in r]
+        if not rows:
+            continue
+        learning = [r["ratio"] for r in rows if r.get("train_acc", 0.0) < 0.99] or \
+            [rows[0]["ratio"]]
+        per_run.append({"ratio_start": rows[0]["ratio"], "raw_start": rows[0]["raw_ratio"],
+                        "ratio_learning": float(np.median(learning)),
+                        "learning_epochs": len(learning)})
+    if not per_run:
         return None
-    with open(path, encoding="utf-8") as f:
-        return [r["eer"] for r in json.load(f)["epochs"]]
+    return {k: float(np.mean([r[k] for r in per_run])) for k in per_run[0]}
 
 
-def convergence(study, setting, baseline, seeds, control_path):
+def _validation_curves(run_dirs):
+    curves = []
+    for d in run_dirs:
+        path = os.path.join(d, "validation.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                curves.append([r["eer"] for r in json.load(f)["epochs"]])
+    return curves
+
+
+def convergence(summary, control_path):
     """The baseline's validation EER: last epoch, change over the last third, and at 2x."""
-    curves = [c for c in (_validation(study, setting.name, baseline, s) for s in seeds) if c]
+    curves = _validation_curves(_run_dirs(summary, summary["baseline"]))
     if not curves:
         return None
     third = max(1, len(curves[0]) // 3)
@@ -150,12 +203,11 @@ def convergence(study, setting, baseline, seeds, control_path):
            "last": float(np.mean([c[-1] for c in curves])),
            "last_third_change": float(np.mean([c[-1] - c[-1 - third] for c in curves]))}
     if control_path:
-        long = [c for c in (_validation(study, setting.name + "_2x", baseline, s)
-                            for s in seeds) if c]
-        if long:
-            out["last_2x"] = float(np.mean([c[-1] for c in long]))
         with open(control_path, encoding="utf-8") as f:
             ctrl = json.load(f)
+        long = _validation_curves(_run_dirs(ctrl, ctrl["baseline"]))
+        if long:
+            out["last_2x"] = float(np.mean([c[-1] for c in long]))
         out["test_2x"] = {s: _eer(ctrl["variants"], ctrl["baseline"], s) for s in SYSTEMS}
     return out
 
@@ -168,10 +220,11 @@ def render(data):
     for p in data["points"]:
         rows = []
         for v, res in p["variants"].items():
-            rows.append([v] + [plus_minus(*_ms(res[s])) for s in SYSTEMS])
+            rows.append([v, _n_seeds(res)] + [plus_minus(*_ms(res[s])) for s in SYSTEMS])
         parts.append(f"**{p['title']}** ({p['speakers']} speakers; AS-norm cohort "
-                     f"{p['cohort']} speaker means; seeds {', '.join(p['seeds'])})\n\n"
-                     + markdown_table(["variant", "cosine EER (%)", "AS-norm EER (%)"], rows))
+                     f"{p['cohort']} speaker means)\n\n"
+                     + markdown_table(["variant", "seeds", "cosine EER (%)", "AS-norm EER (%)"],
+                                      rows))
     rows = []
     for p in data["points"]:
         if "best_lambda" not in p:
@@ -184,6 +237,99 @@ def render(data):
     parts.append(markdown_table(["speakers", "best lambda", "each seed's best",
                                  "gain, cosine (%)", "gain, AS-norm (%)"], rows))
     return "\n".join(parts)
+
+
+def render_headline(data):
+    """The README's table: per point, the baseline against MFCon at the point's best constant
+    lambda; then the held-out corpus, the baseline against the rule."""
+    rows = []
+    for p in data["points"]:
+        if "best_lambda" not in p:
+            continue
+        base, best = p["variants"]["baseline"], p["variants"][f"mfcon_l{p['best_lambda']:g}"]
+        rows.append([p["speakers"], f"{p['best_lambda']:g}",
+                     f"{_n_seeds(base)} / {_n_seeds(best)}",
+                     plus_minus(*_ms(base["cosine"])), plus_minus(*_ms(best["cosine"])),
+                     f"{p['gain_pct']['cosine']['mean']:+.1f}%",
+                     f"{p['gain_pct']['asnorm']['mean']:+.1f}%"])
+    for h in data.get("heldout", []):
+        base, rule = (h["variants"][v] for v in h["variants"])
+        rows.append([f"{h['speakers']}, held out", f"rule ({h['rule']})",
+                     f"{_n_seeds(base)} / {_n_seeds(rule)}", plus_minus(*_ms(base["cosine"])), plus_minus(*_ms(rule["cosine"])),
+                     f"{h['gain_pct']['cosine']['mean']:+.1f}%",
+                     f"{h['gain_pct']['asnorm']['mean']:+.1f}%"])
+    return markdown_table(["training speakers", "lambda", "seeds", "baseline EER (%)",
+                           "MFCon EER (%)",
+                           "EER change, cosine", "EER change, AS-norm"], rows)
+
+
+def render_diagnostics(data):
+    """Per point and variant: the gradient ratio at the start and while the classifier
+    learns, and the last epoch's SupCon relative to chance and training accuracy."""
+    rows = []
+    for p in data["points"]:
+        for v, traj in p.get("trajectory", {}).items():
+            last = p["diagnostics"].get(v) or {}
+            if traj is None:
+                continue
+            supcon = [x for k, x in last.items() if k.startswith("supcon_rel_chance_")]
+            best = " (best)" if v == f"mfcon_l{p.get('best_lambda', -1):g}" else ""
+            rows.append([p["speakers"], v + best, f"{traj['raw_start']:.3f}",
+                         f"{traj['ratio_start']:.2f}", f"{traj['ratio_learning']:.2f}",
+                         f"{traj['learning_epochs']:.0f}",
+                         f"{np.mean(supcon):.3f}" if supcon else "–",
+                         f"{last.get('train_acc', float('nan')):.3f}"])
+    return markdown_table(["speakers", "variant", "raw ratio, start", "applied ratio, start",
+                           "applied ratio while learning", "epochs learning (acc < 0.99)",
+                           "SupCon / chance, last epoch", "train acc, last epoch"], rows)
+
+
+def render_convergence(data):
+    """Per point: the baseline's validation EER at the last epoch and its change over the last
+    third of the epochs, and the test EER of the baseline trained as long and twice as long."""
+    rows = []
+    for p in data["points"]:
+        c = p.get("convergence")
+        if not c:
+            continue
+        base = next(iter(p["variants"]))
+        test_2x = (c.get("test_2x") or {}).get("cosine")
+        rows.append([p["speakers"], c["epochs"], f"{c['last']:.2f}",
+                     f"{c['last_third_change']:+.2f}",
+                     f"{c['last_2x']:.2f}" if "last_2x" in c else "–",
+                     plus_minus(*_ms(p["variants"][base]["cosine"])),
+                     plus_minus(*_ms(test_2x)) if test_2x else "–"])
+    return markdown_table(["speakers", "epochs", "validation EER, last epoch",
+                           "change over the last third", "validation EER, 2x epochs",
+                           "test cosine EER", "test cosine EER, 2x epochs"], rows)
+
+
+def render_heldout(data):
+    """The rule against the baseline on the held-out corpus: EER per seed and the gains."""
+    parts = []
+    for h in data.get("heldout", []):
+        base, rule = list(h["variants"])
+        rows = []
+        for v in (base, rule):
+            res = h["variants"][v]
+            rows.append([v] + [" / ".join(f"{x:.2f}" for x in res[s]["values"])
+                               for s in SYSTEMS] + [plus_minus(*_ms(res[s])) for s in SYSTEMS])
+        g = h["gain_pct"]
+        rows.append(["gain (%)"] + [" / ".join(f"{x:+.1f}" for x in g[s]["values"])
+                                    for s in SYSTEMS]
+                    + [plus_minus(g[s]["mean"], g[s]["std"], ".1f") for s in SYSTEMS])
+        verdict = ("met" if h["goal_met"] else "not met") + \
+            f" (every seed better: {'yes' if h['every_seed_better'] else 'no'})"
+        parts.append(f"**{h['title']}** ({h['speakers']} training speakers; seeds "
+                     f"{', '.join(g['cosine']['seeds'])}; goal, every seed better and a mean "
+                     f"cosine gain of {GOAL_PCT:g}% or more: {verdict})\n\n"
+                     + markdown_table(["variant", "cosine EER per seed", "AS-norm EER per seed",
+                                       "cosine mean", "AS-norm mean"], rows))
+    return "\n".join(parts)
+
+
+def _n_seeds(result):
+    return str(len(result["cosine"]["values"])) if result.get("cosine") else "0"
 
 
 def _ms(stat):

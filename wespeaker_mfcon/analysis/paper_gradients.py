@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 
+from wespeaker_mfcon.analysis.tables import markdown_table
 from wespeaker_mfcon.config import load_train_config, parse_overrides
 from wespeaker_mfcon.training.step import TrainStep
 from wespeaker_mfcon.utils.entrypoint import run_main
@@ -78,6 +79,22 @@ def probe(conf, classes, steps, interval, frames, steps_per_epoch, seed=0):
             step.diagnostics.reset()
             print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def render(data):
+    """The docs table of one probe: per measured step, the losses and the gradient ratios."""
+    rows = []
+    for r in data["rows"]:
+        supcon = [v for k, v in r.items() if k.startswith("supcon_rel_chance_")]
+        rows.append([r["step"], f"{r['lr']:.1e}", f"{r['loss_cls']:.2f}",
+                     f"{r['train_acc']:.3f}", f"{np.mean(supcon):.3f}", f"{r['raw_ratio']:.3f}",
+                     f"{r['ratio']:.4f}"])
+    head = (f"{data['classes']} classes, batch {data['batch']} ({data['sampler']}), "
+            f"{data['frames']} frames, lambda {data['lambda']:g}, temperature "
+            f"{data['temperature']:g}; {data['host']}")
+    return head + "\n\n" + markdown_table(
+        ["step", "lr", "L_cls", "train acc", "SupCon / chance", "raw ratio",
+         f"applied ratio (lambda {data['lambda']:g})"], rows)
 
 
 def get_parser():

@@ -2,6 +2,7 @@
 JSON file that the run or benchmark wrote, never typed by hand.
 
     python -m wespeaker_mfcon.analysis.report            # re-render every block of docs/*.md
+                                                         #   and of the README beside docs/
     python -m wespeaker_mfcon.analysis.report --check    # exit 1 if a block is out of date
 
 A docs page marks each generated block with the renderer and its JSON (relative to the page):
@@ -51,9 +52,12 @@ def render_page(text, page_dir, renderers=None):
 
 
 def render_docs(docs_dir, check=False, renderers=None):
-    """Re-render every page under docs_dir; returns the pages that changed (or would)."""
+    """Re-render every page under docs_dir, and the README beside it; returns the pages that
+    changed (or would)."""
     changed = []
-    for page in sorted(glob.glob(os.path.join(docs_dir, "**", "*.md"), recursive=True)):
+    readme = os.path.join(os.path.dirname(os.path.abspath(docs_dir)), "README.md")
+    pages = sorted(glob.glob(os.path.join(docs_dir, "**", "*.md"), recursive=True))
+    for page in pages + ([readme] if os.path.isfile(readme) else []):
         with open(page, encoding="utf-8") as f:
             text = f.read()
         try:

@@ -37,8 +37,8 @@ def renderers():
     """{report name: render(data) -> markdown}; each renderer sits beside the code that writes
     its JSON (imported here, on use)."""
     from wespeaker_mfcon.analysis import (diarization, distributed_tables,
-                                          identification_eval, speaker_db_scale, speed_tables,
-                                          summarize_comparison)
+                                          identification_eval, lambda_study, paper_gradients,
+                                          speaker_db_scale, speed_tables, summarize_comparison)
     return {
         "checkpoint_cost": distributed_tables.render_checkpoint_cost,
         "comparison": summarize_comparison.render_docs_table,
@@ -47,6 +47,12 @@ def renderers():
         "diarization_long": diarization.render_long,
         "gpu_check": distributed_tables.render_gpu_check,
         "identification": identification_eval.render,
+        "lambda_convergence": lambda_study.render_convergence,
+        "lambda_diagnostics": lambda_study.render_diagnostics,
+        "lambda_headline": lambda_study.render_headline,
+        "lambda_heldout": lambda_study.render_heldout,
+        "lambda_speakers": lambda_study.render,
+        "paper_gradients": paper_gradients.render,
         "shard_http": distributed_tables.render_shard_http,
         "speaker_db_latency": speaker_db_scale.render_latency,
         "speaker_db_recall": speaker_db_scale.render_recall,
