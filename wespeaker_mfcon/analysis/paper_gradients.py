@@ -29,6 +29,7 @@ import torch
 
 from wespeaker_mfcon.analysis.tables import markdown_table
 from wespeaker_mfcon.config import load_train_config, parse_overrides
+from wespeaker_mfcon.losses.weighting import START_RATIO_TARGET, rule_weight
 from wespeaker_mfcon.training.step import TrainStep
 from wespeaker_mfcon.utils.entrypoint import run_main
 from wespeaker_mfcon.utils.file_utils import atomic_write
@@ -92,9 +93,13 @@ def render(data):
     head = (f"{data['classes']} classes, batch {data['batch']} ({data['sampler']}), "
             f"{data['frames']} frames, lambda {data['lambda']:g}, temperature "
             f"{data['temperature']:g}; {data['host']}")
-    return head + "\n\n" + markdown_table(
-        ["step", "lr", "L_cls", "train acc", "SupCon / chance", "raw ratio",
-         f"applied ratio (lambda {data['lambda']:g})"], rows)
+    table = markdown_table(["step", "lr", "L_cls", "train acc", "SupCon / chance", "raw ratio",
+                            f"applied ratio (lambda {data['lambda']:g})"], rows)
+    rule = ""
+    if "rule_lambda" in data:
+        rule = (f"\nThe rule (applied ratio {data['target_ratio']:g} at step 0) gives lambda "
+                f"{data['rule_lambda']:.1f} for this config.\n")
+    return head + "\n\n" + table + rule
 
 
 def get_parser():
@@ -111,6 +116,9 @@ def get_parser():
     p.add_argument("--utterances", type=int, default=None,
                    help="training utterances the epoch length assumes (default: 148,642 for "
                         "1,211 classes, else 182 per class as in VoxCeleb2 dev)")
+    p.add_argument("--target_ratio", type=float, default=START_RATIO_TARGET,
+                   help="the rule's MFCon / classification gradient ratio at step 0; the JSON's "
+                        "rule_lambda is this over the measured raw ratio (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="JSON")
     return p
@@ -131,6 +139,8 @@ def main(argv=None):
               "frames": frames, "lambda": conf.mfcon_args.weight,
               "temperature": conf.mfcon_args.temperature, "steps_per_epoch": steps_per_epoch,
               "chance_supcon": math.log(conf.batch_size - 1), "rows": rows,
+              "target_ratio": args.target_ratio,
+              "rule_lambda": rule_weight(rows[0]["raw_ratio"], args.target_ratio),
               "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "command": "python -m wespeaker_mfcon.analysis.paper_gradients "
                          + " ".join(argv)}

@@ -34,6 +34,19 @@ import torch.nn as nn
 
 WEIGHTINGS = ("constant", "grad_ratio", "loss_ratio", "uncertainty", "schedule")
 
+# The rule of the lambda study (docs/lambda_study.md), fixed before its held-out check: a
+# constant lambda that makes the MFCon gradient START_RATIO_TARGET times the classification
+# gradient at the backbone at the start of training, as analysis/paper_gradients.py measures it
+# (step 0, synthetic speakers of the config's shape). 9.4 = lambda 30 (the best constant at 200
+# training speakers, tied best at 40) x 0.313 (the small config's raw ratio at step 0, mean over
+# heads of 40, 200 and 1,211 classes).
+START_RATIO_TARGET = 9.4
+
+
+def rule_weight(raw_ratio_start: float, target: float = START_RATIO_TARGET) -> float:
+    """The rule's lambda for a config whose raw gradient ratio at step 0 is raw_ratio_start."""
+    return target / raw_ratio_start
+
 
 class MFConWeighting(nn.Module):
     """Base: forward(L_cls, L_mfcon) -> L (scalars); weight = mfcon_args.weight."""
