@@ -122,3 +122,22 @@ def test_gains_pair_each_seed_with_the_baseline_of_the_same_seed():
     g = lambda_study.relative_gains({"1": 10.0, "2": 20.0}, {"1": 8.0})
     assert g == {"mean": pytest.approx(-20.0), "values": [pytest.approx(-20.0)], "seeds": ["1"],
                  "std": None}
+
+
+def test_the_rule_and_the_probe_tables():
+    """rule_weight: the target over the raw ratio at step 0 (lambda 30 at the small config's
+    0.313); the probe tables show the measured ratios and the rule's lambda."""
+    from wespeaker_mfcon.analysis import paper_gradients
+    from wespeaker_mfcon.losses.weighting import rule_weight
+    assert rule_weight(0.313) == pytest.approx(30.03, abs=0.01)
+    assert rule_weight(0.25, target=5.0) == pytest.approx(20.0)
+    probe = {"config": "conf/x.yaml", "classes": 1211, "batch": 200, "sampler": "pk",
+             "frames": 100, "lambda": 0.01, "temperature": 0.07, "host": "h", "target_ratio": 5.0,
+             "rows": [{"step": 0, "lr": 1e-6, "loss_cls": 15.4, "train_acc": 0.0,
+                       "supcon_rel_chance_0": 0.5, "supcon_rel_chance_1": 0.6,
+                       "raw_ratio": 0.25, "ratio": 0.0025}]}
+    text = paper_gradients.render(probe)
+    assert "| 0 | 1.0e-06 | 15.40 | 0.000 | 0.550 | 0.250 | 0.0025 |" in text
+    assert "gives lambda 20.0 for this config" in text
+    assert "| x.yaml | 1211 | 200 | 100 | 15.40 | 0.250 | 20.0 |" in \
+        paper_gradients.render_step0({"probes": [probe]})

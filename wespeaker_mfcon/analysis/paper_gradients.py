@@ -95,11 +95,23 @@ def render(data):
             f"{data['temperature']:g}; {data['host']}")
     table = markdown_table(["step", "lr", "L_cls", "train acc", "SupCon / chance", "raw ratio",
                             f"applied ratio (lambda {data['lambda']:g})"], rows)
-    rule = ""
-    if "rule_lambda" in data:
-        rule = (f"\nThe rule (applied ratio {data['target_ratio']:g} at step 0) gives lambda "
-                f"{data['rule_lambda']:.1f} for this config.\n")
-    return head + "\n\n" + table + rule
+    target = data.get("target_ratio", START_RATIO_TARGET)
+    rule = rule_weight(data["rows"][0]["raw_ratio"], target)
+    return (head + "\n\n" + table + f"\nThe rule (the MFCon gradient {target:g} x the "
+            f"classification gradient at step 0) gives lambda {rule:.1f} for this config.\n")
+
+
+def render_step0(data):
+    """One row per probe of {"probes": [probe JSON, ...]}: the raw ratio at step 0 and the
+    rule's lambda for that config and head size."""
+    rows = []
+    for probe in data["probes"]:
+        r = probe["rows"][0]
+        rows.append([os.path.basename(probe["config"]), probe["classes"], probe["batch"],
+                     probe["frames"], f"{r['loss_cls']:.2f}", f"{r['raw_ratio']:.3f}",
+                     f"{rule_weight(r['raw_ratio'], probe.get('target_ratio', START_RATIO_TARGET)):.1f}"])
+    return markdown_table(["config", "classes", "batch", "frames", "L_cls at step 0",
+                           "raw ratio at step 0", "rule's lambda"], rows)
 
 
 def get_parser():

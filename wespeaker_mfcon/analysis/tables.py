@@ -53,6 +53,7 @@ def renderers():
         "lambda_heldout": lambda_study.render_heldout,
         "lambda_speakers": lambda_study.render,
         "paper_gradients": paper_gradients.render,
+        "probe_step0": paper_gradients.render_step0,
         "shard_http": distributed_tables.render_shard_http,
         "speaker_db_latency": speaker_db_scale.render_latency,
         "speaker_db_recall": speaker_db_scale.render_recall,
