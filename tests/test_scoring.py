@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 
@@ -275,3 +276,20 @@ def test_score_sh_end_to_end(setup, tmp_path):
     r = subprocess.run(["bash", script, "--exp_dir", "exp/e", "--trials", "nope"], cwd=recipe,
                        capture_output=True, text=True, env=env)
     assert r.returncode == 1 and "no trial list data/test/trials/nope.kaldi" in r.stderr
+    # --cohort_scp / --cohort_utt2spk: the same cohort moved elsewhere scores the same; half of
+    # it (its first speakers' utterances) scores otherwise
+    other = recipe / "cohort"
+    shutil.copytree(exp / "embeddings" / "train", other)
+    shutil.copy(recipe / "data" / "train" / "utt2spk", other / "utt2spk")
+    before = (exp / "scores" / "a.snorm.score").read_text()
+    shutil.rmtree(exp / "embeddings" / "train")
+    cohort = ["--cohort_scp", "cohort/xvector.scp", "--cohort_utt2spk", "cohort/utt2spk"]
+    run = ["bash", script, "--exp_dir", "exp/e", "--score_norm_method", "snorm", "--top_n", "5"]
+    r = subprocess.run(run + cohort, cwd=recipe, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (exp / "scores" / "a.snorm.score").read_text() == before
+    lines = (other / "xvector.scp").read_text().splitlines()
+    (other / "xvector.scp").write_text("\n".join(lines[:len(lines) // 2]) + "\n")
+    r = subprocess.run(run + cohort, cwd=recipe, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (exp / "scores" / "a.snorm.score").read_text() != before
