@@ -149,7 +149,10 @@ def test_the_shipped_studies_resolve(monkeypatch):
     lam = study.load_study("conf/studies/lambda_speakers.yaml")
     assert [lam.settings[s].data for s in ("s40", "s200", "s600")] == \
         ["data_ls40", "data_ls200", "data_ls600"]
-    assert all(s.validation == "data_ldev" for s in lam.settings.values())
+    assert all(s.validation == "data_ldev" for n, s in lam.settings.items()
+               if not n.startswith("heldout"))
+    assert lam.report == "lambda_speakers" and lam.settings["heldout_s120"].seeds == [1, 2, 3]
+    assert [v for v, _, _ in lam.settings["heldout_s120"].variants] == ["baseline", "mfcon_rule"]
     t80h = study.load_study("conf/studies/mfcon_t80.yaml")
     assert t80h.settings["h80"].models_from == "t80"
 
