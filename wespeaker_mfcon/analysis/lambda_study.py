@@ -337,19 +337,24 @@ def _ms(stat):
 
 
 def plot(data, path):
-    """Gain (best constant vs baseline) and best lambda against speakers, with error bars."""
+    """Gain (best constant vs baseline) and best lambda against speakers, with error bars (the
+    spread of the per-seed gains; the seeds' own best lambdas); the held-out corpus's rule as
+    separate points."""
     from wespeaker_mfcon.analysis.plots import plot_panels
 
     pts = [p for p in data["points"] if "best_lambda" in p]
     if not pts:
         return None
     x = [p["speakers"] for p in pts]
-    gain = {s: ([p["gain_pct"][s]["mean"] for p in pts], [p["gain_pct"][s]["std"] for p in pts])
-            for s in SYSTEMS}
+    gain = {s: (x, [p["gain_pct"][s]["mean"] for p in pts],
+                [p["gain_pct"][s]["std"] for p in pts]) for s in SYSTEMS}
     lam = [p["best_lambda"] for p in pts]
     lam_err = [[b - min(p["seed_best_lambda"]) for b, p in zip(lam, pts)],
                [max(p["seed_best_lambda"]) - b for b, p in zip(lam, pts)]]
-    panels = [("EER change of the best constant vs the baseline (%)",
-               {f"{s}": (x, *gain[s]) for s in SYSTEMS}),
-              ("best constant lambda (bars: each seed's best)", {"best lambda": (x, lam, lam_err)})]
+    lambdas = {"best constant": (x, lam, lam_err)}
+    for h in data.get("heldout", []):
+        g = h["gain_pct"]["cosine"]
+        gain[f"held out, rule ({h['rule']}), cosine"] = ([h["speakers"]], [g["mean"]], [g["std"]])
+    panels = [("EER change of the best constant vs the baseline (%)", gain),
+              ("best constant lambda (bars: each seed's best)", lambdas, {"logy": True})]
     return plot_panels(panels, path, xlabel="training speakers", logx=True)

@@ -57,8 +57,8 @@ def plot_curves(series, path, xlabel, ylabel, title=None, logx=False):
 
 
 def plot_panels(panels, path, xlabel, ylabel=None, logx=False):
-    """plot_curves side by side: panels is a list of (title, series), one axes each; ylabel
-    None: each panel's title is its y label."""
+    """plot_curves side by side: panels is a list of (title, series) or (title, series,
+    {"logy": True}), one axes each; ylabel None: each panel's title is its y label."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -66,8 +66,10 @@ def plot_panels(panels, path, xlabel, ylabel=None, logx=False):
     fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.4), dpi=100,
                              squeeze=False)
     try:
-        for ax, (title, series) in zip(axes[0], panels):
+        for ax, (title, series, *opts) in zip(axes[0], panels):
             _draw_curves(ax, series, logx)
+            if opts and opts[0].get("logy"):
+                ax.set_yscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel or title or "")
             if title and ylabel:
