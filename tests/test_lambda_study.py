@@ -141,3 +141,17 @@ def test_the_rule_and_the_probe_tables():
     assert "gives lambda 20.0 for this config" in text
     assert "| x.yaml | 1211 | 200 | 100 | 15.40 | 0.250 | 20.0 |" in \
         paper_gradients.render_step0({"probes": [probe]})
+
+
+def test_the_best_constant_is_chosen_on_the_seeds_every_constant_has():
+    """lambda 10 has seeds 1 and 2, lambda 3 seed 1 only: they are compared on seed 1."""
+    def variant(values, seeds):
+        return {"seeds": seeds, "results": {"t": {"cosine": {"eer": {
+            "mean": sum(values) / len(values), "std": None, "values": values}},
+            "asnorm": {"eer": {"mean": sum(values) / len(values), "std": None,
+                               "values": values}}}}}
+    variants = {"baseline": variant([10.0, 10.0], ["1", "2"]),
+                "mfcon_l3": variant([8.0], ["1"]), "mfcon_l10": variant([7.9, 9.0], ["1", "2"])}
+    out = lambda_study.best_constant(variants, "baseline", {3.0: "mfcon_l3", 10.0: "mfcon_l10"})
+    assert out["best_lambda"] == 10.0 and out["seed_best_lambda"] == [10.0]
+    assert out["gain_pct"]["cosine"]["values"] == [pytest.approx(-21.0), pytest.approx(-10.0)]

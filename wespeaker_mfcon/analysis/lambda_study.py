@@ -122,12 +122,15 @@ def relative_gains(base, run):
 
 
 def best_constant(variants, baseline, constants):
-    """The best constant by mean cosine EER, each seed's own best (over the seeds every
-    constant has), and the best constant's gains against the baseline of the same seed."""
+    """The best constant by mean cosine EER over the seeds every constant has (a variant with
+    an extra seed is not favoured by it), each seed's own best, and the best constant's gains
+    against the baseline of the same seed."""
     lams = sorted(constants)
     cosine = {lam: _by_seed(variants, constants[lam], "cosine") for lam in lams}
-    best = lams[int(np.argmin([np.mean(list(cosine[lam].values())) for lam in lams]))]
     common = [s for s in cosine[lams[0]] if all(s in cosine[lam] for lam in lams)]
+    on = common or None                 # compare on the seeds all constants have, if any
+    best = lams[int(np.argmin([np.mean([v for s, v in cosine[lam].items()
+                                        if on is None or s in on]) for lam in lams]))]
     seed_best = [min(lams, key=lambda lam: cosine[lam][s]) for s in common]
     gains = {system: relative_gains(_by_seed(variants, baseline, system),
                                     _by_seed(variants, constants[best], system))
