@@ -95,10 +95,16 @@ def render(data):
             f"{data['temperature']:g}; {data['host']}")
     table = markdown_table(["step", "lr", "L_cls", "train acc", "SupCon / chance", "raw ratio",
                             f"applied ratio (lambda {data['lambda']:g})"], rows)
-    target = data.get("target_ratio", START_RATIO_TARGET)
-    rule = rule_weight(data["rows"][0]["raw_ratio"], target)
+    target, rule = _rule(data)
     return (head + "\n\n" + table + f"\nThe rule (the MFCon gradient {target:g} x the "
             f"classification gradient at step 0) gives lambda {rule:.1f} for this config.\n")
+
+
+def _rule(probe):
+    """(target ratio, the rule's lambda) of a probe JSON (older ones hold no target: the
+    default's)."""
+    target = probe.get("target_ratio", START_RATIO_TARGET)
+    return target, rule_weight(probe["rows"][0]["raw_ratio"], target)
 
 
 def render_step0(data):
@@ -109,7 +115,7 @@ def render_step0(data):
         r = probe["rows"][0]
         rows.append([os.path.basename(probe["config"]), probe["classes"], probe["batch"],
                      probe["frames"], f"{r['loss_cls']:.2f}", f"{r['raw_ratio']:.3f}",
-                     f"{rule_weight(r['raw_ratio'], probe.get('target_ratio', START_RATIO_TARGET)):.1f}"])
+                     f"{_rule(probe)[1]:.1f}"])
     return markdown_table(["config", "classes", "batch", "frames", "L_cls at step 0",
                            "raw ratio at step 0", "rule's lambda"], rows)
 
@@ -152,14 +158,15 @@ def main(argv=None):
               "temperature": conf.mfcon_args.temperature, "steps_per_epoch": steps_per_epoch,
               "chance_supcon": math.log(conf.batch_size - 1), "rows": rows,
               "target_ratio": args.target_ratio,
-              "rule_lambda": rule_weight(rows[0]["raw_ratio"], args.target_ratio),
               "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "command": "python -m wespeaker_mfcon.analysis.paper_gradients "
                          + " ".join(argv)}
+    result["rule_lambda"] = _rule(result)[1]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump(result, f, indent=1)
         f.write("\n")
+    print(render(result))
     return 0
 
 
