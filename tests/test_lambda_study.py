@@ -117,6 +117,20 @@ def test_trajectory_and_the_held_out_check(tiny_study):
         lambda_study.render_diagnostics(data)
 
 
+def test_an_adaptive_weighting_against_the_baseline_and_its_lambda(tiny_study):
+    data = lambda_study.collect(tiny_study, {"s40": "exp/l/s40/comparison.json"})
+    (p,) = data["points"]
+    assert list(p["adaptive_gain_pct"]) == ["mfcon_grad_ratio"]     # constants are not in it
+    # grad_ratio 9, 10 against the baseline 10, 12: -10 % and -16.67 %
+    gain = p["adaptive_gain_pct"]["mfcon_grad_ratio"]
+    assert gain["values"] == pytest.approx([-10.0, -100 / 6])
+    traj = p["trajectory"]["mfcon_grad_ratio"]        # lambda = seed x epoch; epoch 1 learns
+    assert (traj["lambda_start"], traj["lambda_learning"], traj["lambda_last"]) == \
+        pytest.approx((1.5, 1.5, 3.0))
+    assert "| 40 | mfcon_grad_ratio | 2 | 9.50 ± 0.71 | -13.3 ± 4.7 | 9.00 ± 1.41 (lambda 3) " \
+        "| 1.5 / 1.5 / 3 | 0.15 |" in lambda_study.render_adaptive(data)
+
+
 def test_gains_pair_each_seed_with_the_baseline_of_the_same_seed():
     """A variant trained with seed 1 only is compared with the baseline's seed 1, not its mean."""
     g = lambda_study.relative_gains({"1": 10.0, "2": 20.0}, {"1": 8.0})

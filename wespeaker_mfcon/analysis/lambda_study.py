@@ -8,6 +8,8 @@ Per point (a setting of the study; `<name>_2x` trains the baseline of `<name>` t
                      the lowest and highest of each seed's own best constant
   gain               relative EER change of the best constant against the baseline, per seed
                      (same seed) and its mean ± std, for cosine and AS-norm
+  adaptive           every MFCon variant that is not a constant (mfcon_grad_ratio): its gain
+                     against the baseline, per seed, and its lambda's trajectory
   diagnostics        the last epoch of diagnostics.jsonl (training/diagnostics.py), mean over
                      seeds: the applied and raw gradient ratio, per block, SupCon relative to
                      chance, training accuracy, lambda; for the baseline, training accuracy
@@ -73,6 +75,10 @@ def point(setting, summary, control_path):
     out["cohort"] = out["speakers"]          # AS-norm's cohort: one mean per training speaker
     if constants:
         out.update(best_constant(variants, summary["baseline"], constants))
+    out["adaptive_gain_pct"] = {
+        v: relative_gains(_by_seed(variants, summary["baseline"], "cosine"),
+                          _by_seed(variants, v, "cosine"))
+        for v in variants if v != summary["baseline"] and v not in constants.values()}
     out["diagnostics"] = {v: last_epoch(_run_dirs(summary, v)) for v in variants}
     out["trajectory"] = {v: trajectory(_run_dirs(summary, v)) for v in variants}
     out["convergence"] = convergence(summary, control_path)
@@ -169,17 +175,20 @@ def trajectory(run_dirs):
     """Mean over runs of: the applied and raw gradient ratio of the first measured epoch
     (the start, before the classifier fits), the median applied ratio over the epochs whose
     training accuracy is below 0.99 (while the classifier still learns), and the number of
-    those epochs; None where no run has diagnostics."""
+    those epochs; lambda likewise (start, median while learning, last epoch: it moves for an
+    adaptive weighting); None where no run has diagnostics."""
     per_run = []
     for d in run_dirs:
         rows = [r for r in _rows(os.path.join(d, "diagnostics.jsonl")) if "ratio" in r]
         if not rows:
             continue
-        learning = [r["ratio"] for r in rows if r.get("train_acc", 0.0) < 0.99] or \
-            [rows[0]["ratio"]]
+        learning = [r for r in rows if r.get("train_acc", 0.0) < 0.99] or rows[:1]
         per_run.append({"ratio_start": rows[0]["ratio"], "raw_start": rows[0]["raw_ratio"],
-                        "ratio_learning": float(np.median(learning)),
-                        "learning_epochs": len(learning)})
+                        "ratio_learning": float(np.median([r["ratio"] for r in learning])),
+                        "learning_epochs": len(learning),
+                        "lambda_start": rows[0]["lambda"],
+                        "lambda_learning": float(np.median([r["lambda"] for r in learning])),
+                        "lambda_last": rows[-1]["lambda"]})
     if not per_run:
         return None
     return {k: float(np.mean([r[k] for r in per_run])) for k in per_run[0]}
@@ -286,6 +295,28 @@ def render_diagnostics(data):
                            "SupCon / chance, last epoch", "train acc, last epoch"], rows)
 
 
+def render_adaptive(data):
+    """Per point, every adaptive MFCon variant against the baseline and the best constant:
+    EER, gain, and its lambda at the start, while the classifier learns and at the end."""
+    rows = []
+    for p in data["points"]:
+        best = p["variants"].get(f"mfcon_l{p.get('best_lambda', -1):g}")
+        for v, gain in p.get("adaptive_gain_pct", {}).items():
+            traj = p["trajectory"].get(v) or {}
+            lam = [traj.get(k) for k in ("lambda_start", "lambda_learning", "lambda_last")]
+            rows.append([p["speakers"], v, _n_seeds(p["variants"][v]),
+                         plus_minus(*_ms(p["variants"][v]["cosine"])),
+                         plus_minus(gain["mean"], gain["std"], ".1f"),
+                         f"{plus_minus(*_ms(best['cosine']))} (lambda {p['best_lambda']:g})"
+                         if best else "–",
+                         " / ".join(f"{x:.2g}" for x in lam) if None not in lam else "–",
+                         f"{traj['ratio_learning']:.2f}" if traj else "–"])
+    return markdown_table(["speakers", "variant", "seeds", "cosine EER (%)",
+                           "gain vs baseline (%)", "best constant's EER (%)",
+                           "lambda: start / while learning / last epoch",
+                           "applied ratio while learning"], rows)
+
+
 def render_convergence(data):
     """Per point: the baseline's validation EER at the last epoch and its change over the last
     third of the epochs, and the test EER of the baseline trained as long and twice as long."""
@@ -340,25 +371,30 @@ def _ms(stat):
 
 def plot(data, path):
     """Gain (best constant vs baseline) and best lambda against speakers, with error bars (the
-    spread of the per-seed gains; the seeds' own best lambdas); the held-out corpus's rule as
-    separate points."""
+    spread of the per-seed gains; the seeds' own best lambdas); the adaptive variants' gains
+    and the held-out corpus's rule as separate series."""
     from wespeaker_mfcon.analysis.plots import plot_panels
 
     pts = [p for p in data["points"] if "best_lambda" in p]
     if not pts:
         return None
     x = [p["speakers"] for p in pts]
-    gain = {s: (x, [p["gain_pct"][s]["mean"] for p in pts],
-                [p["gain_pct"][s]["std"] for p in pts]) for s in SYSTEMS}
+    gain = {f"best constant, {s}": (x, [p["gain_pct"][s]["mean"] for p in pts],
+                                    [p["gain_pct"][s]["std"] for p in pts]) for s in SYSTEMS}
     grid = [p for p in pts if len(p["lambdas"]) >= 3]     # a best needs a grid to be one
     lam = [p["best_lambda"] for p in grid]
     lam_err = [[b - min(p["seed_best_lambda"]) for b, p in zip(lam, grid)],
                [max(p["seed_best_lambda"]) - b for b, p in zip(lam, grid)]]
     lambdas = {"best constant": ([p["speakers"] for p in grid], lam, lam_err)}
+    adaptive = [(p["speakers"], v, g) for p in pts
+                for v, g in p.get("adaptive_gain_pct", {}).items()]
+    for v in dict.fromkeys(v for _, v, _ in adaptive):
+        rows = [(n, g) for n, w, g in adaptive if w == v]
+        gain[f"{v}, cosine"] = ([n for n, _ in rows], [g["mean"] for _, g in rows],
+                                [g["std"] for _, g in rows])
     for h in data.get("heldout", []):
         g = h["gain_pct"]["cosine"]
         gain[f"held out, rule ({h['rule']}), cosine"] = ([h["speakers"]], [g["mean"]], [g["std"]])
-    panels = [("EER change of the best constant vs the baseline (%)", gain),
-              ("best constant lambda, points with a grid (bars: each seed's best)", lambdas,
-               {"logy": True})]
+    panels = [("EER change vs the baseline (%)", gain),
+              ("best constant lambda (bars: each seed's best)", lambdas, {"logy": True})]
     return plot_panels(panels, path, xlabel="training speakers", logx=True)

@@ -68,8 +68,12 @@ def plot_panels(panels, path, xlabel, ylabel=None, logx=False):
     try:
         for ax, (title, series, *opts) in zip(axes[0], panels):
             _draw_curves(ax, series, logx)
+            if logx:
+                _label_log_axis(ax.xaxis, [v for values in series.values() for v in values[0]])
             if opts and opts[0].get("logy"):
                 ax.set_yscale("log")
+                _label_log_axis(ax.yaxis, [v for values in series.values()
+                                           for v in _with_error_ends(*values)])
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel or title or "")
             if title and ylabel:
@@ -80,6 +84,24 @@ def plot_panels(panels, path, xlabel, ylabel=None, logx=False):
     finally:
         plt.close(fig)
     return path
+
+
+def _label_log_axis(axis, values):
+    """A log axis ticked at the data's values, written plainly (40, not 4 x 10^1)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    axis.set_major_locator(FixedLocator(sorted(set(values))))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _with_error_ends(x, y, yerr=None):
+    """y and, where yerr is given (symmetric, or [below, above]), the ends of its bars."""
+    if not yerr:
+        return list(y)
+    low, high = (yerr, yerr) if not isinstance(yerr[0], (list, tuple)) else yerr
+    return list(y) + [v - (lo or 0) for v, lo in zip(y, low)] + \
+        [v + (hi or 0) for v, hi in zip(y, high)]
 
 
 def _draw_curves(ax, series, logx):

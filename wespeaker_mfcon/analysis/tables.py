@@ -47,6 +47,7 @@ def renderers():
         "diarization_long": diarization.render_long,
         "gpu_check": distributed_tables.render_gpu_check,
         "identification": identification_eval.render,
+        "lambda_adaptive": lambda_study.render_adaptive,
         "lambda_convergence": lambda_study.render_convergence,
         "lambda_diagnostics": lambda_study.render_diagnostics,
         "lambda_headline": lambda_study.render_headline,
