@@ -68,8 +68,6 @@ def plot_panels(panels, path, xlabel, ylabel=None, logx=False):
     try:
         for ax, (title, series, *opts) in zip(axes[0], panels):
             _draw_curves(ax, series, logx)
-            if logx:
-                _label_log_axis(ax.xaxis, [v for values in series.values() for v in values[0]])
             if opts and opts[0].get("logy"):
                 ax.set_yscale("log")
                 _label_log_axis(ax.yaxis, [v for values in series.values()
@@ -113,6 +111,7 @@ def _draw_curves(ax, series, logx):
         ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, lw=1.5, label=label)
     if logx:
         ax.set_xscale("log")
+        _label_log_axis(ax.xaxis, [v for values in series.values() for v in values[0]])
 
 
 def _draw_block_curves(ax, series, title, ylabel):
